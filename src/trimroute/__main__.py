@@ -1,0 +1,3 @@
+from trimroute.cli import main
+
+main()

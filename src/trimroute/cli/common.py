@@ -1,0 +1,27 @@
+"""Shared CLI plumbing: one-line errors with a non-zero exit, the console."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+
+from trimroute.errors import TrimError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def handle_errors() -> Iterator[None]:
+    """Turn a ``TrimError`` into ``error: <message>`` on stderr and exit code 1 (2 for bad usage)."""
+    try:
+        yield
+    except TrimError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: finished work is saved; rerun the same command to resume")
+        raise typer.Exit(130) from None

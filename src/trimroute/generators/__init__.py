@@ -1,0 +1,22 @@
+"""Generator backends, registered by name (the ``kind`` of a ``BackendConfig``).
+
+Each entry is a factory ``(BackendConfig) -> Generator``, imported lazily.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from trimroute.generators.base import Generator
+from trimroute.registry import Registry
+
+if TYPE_CHECKING:
+    from trimroute.config import BackendConfig
+
+__all__ = ["GENERATORS", "Generator", "build_generator"]
+
+GENERATORS: Registry[Generator] = Registry("generator")
+
+
+def build_generator(config: BackendConfig) -> Generator:
+    return GENERATORS.create(config.kind, config)

@@ -1,0 +1,47 @@
+"""Routing policies, addressed by spec strings such as ``weak``, ``thr:0.7``, ``random:0.2``, ``pomdp:PATH``.
+
+Each registry entry is a factory taking the text after the colon (or None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from trimroute.errors import ConfigError
+from trimroute.policies.base import Policy
+from trimroute.policies.baselines import RandomPolicy, StrongOnly, WeakOnly
+from trimroute.policies.threshold import ThresholdPolicy
+from trimroute.registry import Registry
+
+__all__ = ["POLICIES", "Policy", "RandomPolicy", "StrongOnly", "ThresholdPolicy", "WeakOnly", "parse_policy"]
+
+
+def _number(spec: str, arg: str | None) -> float:
+    if arg is None:
+        raise ConfigError(f"policy {spec!r} needs a value, e.g. {spec}:0.5")
+    try:
+        return float(arg)
+    except ValueError:
+        raise ConfigError(f"policy {spec!r} takes a number, got {arg!r}") from None
+
+
+def _no_arg(factory: Callable[[], Policy], spec: str) -> Callable[[str | None], Policy]:
+    def make(arg: str | None) -> Policy:
+        if arg is not None:
+            raise ConfigError(f"policy {spec!r} takes no value, got {arg!r}")
+        return factory()
+
+    return make
+
+
+POLICIES: Registry[Policy] = Registry("policy")
+POLICIES.register("weak", _no_arg(WeakOnly, "weak"))
+POLICIES.register("strong", _no_arg(StrongOnly, "strong"))
+POLICIES.register("random", lambda arg: RandomPolicy(_number("random", arg)))
+POLICIES.register("thr", lambda arg: ThresholdPolicy(_number("thr", arg)))
+
+
+def parse_policy(spec: str) -> Policy:
+    """Build a policy from its spec string (``name`` or ``name:value``)."""
+    name, sep, arg = spec.strip().partition(":")
+    return POLICIES.create(name, arg if sep else None)
