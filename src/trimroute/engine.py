@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -103,6 +104,13 @@ class Engine:
         if role not in self._limits:
             self._limits[role] = asyncio.Semaphore(self.config.backend_concurrency.get(role, 8))
         return self._limits[role]
+
+    def with_config(self, config: EngineConfig) -> Engine:
+        """The same backends under other rules (e.g. one server request's budget), sharing this engine's
+        per-backend concurrency limits so all requests queue on the same bounds."""
+        twin = Engine(self.weak, self.strong, self.scorer, config)
+        twin._limits = self._limits
+        return twin
 
     async def aclose(self) -> None:
         closers = {id(b): b for b in (self.weak, self.strong, self.scorer) if b is not None}
@@ -222,14 +230,16 @@ class Engine:
                     is_final=final is not None,
                 )
                 if budget_left is None or budget_left > 0:
-                    action = policy.decide(obs)
+                    decision = policy.decide(obs)
+                    # an RL environment's agent answers asynchronously (learn/env.py); policies are pure
+                    action = await decision if inspect.isawaitable(decision) else decision
 
             if action is Action.REGENERATE:
                 strong_step, usage = await self._write("strong", problem, steps, max_tokens, budget_left, usage)
                 if strong_step is not None:
                     discarded.append(replace(proposal, score=score, action=Action.REGENERATE))
                     usage = usage.add("weak", discarded_tokens=proposal.generated_tokens)
-                    accept(replace(strong_step, action=Action.REGENERATE))
+                    accept(replace(strong_step, score=score, action=Action.REGENERATE))
                     # a regenerated final proposal ends the solution with the strong step
                     stop = final or _end_of(strong_step)
                     continue

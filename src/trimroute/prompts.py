@@ -29,8 +29,14 @@ def prefill(steps: Sequence[str]) -> str:
 
 
 def messages(problem: Problem, steps: Sequence[str], instruction: str = INSTRUCTION) -> tuple[Message, ...]:
-    """The chat both models continue: user = instruction + question, assistant = the pre-fill."""
+    """The chat both models continue: user = instruction + question, assistant = the pre-fill.
+
+    ``problem.meta["history"]`` (a list of ``{"role", "content"}``, e.g. earlier turns of a chat the
+    server routes) comes first, as context.
+    """
+    history = tuple(Message(m["role"], m["content"]) for m in problem.meta.get("history", ()))
     return (
+        *history,
         Message("user", f"{instruction}\n\n{problem.text}"),
         Message("assistant", prefill(steps)),
     )

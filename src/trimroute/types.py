@@ -115,8 +115,10 @@ class Step:
     role: Role
     generated_tokens: int
     prompt_tokens: int = 0
-    score: float | None = None  # score of the weak proposal this step decided on (None if unscored)
-    action: Action | None = None  # decision taken on the weak proposal at this position
+    # The decision at this position: the weak proposal's score the policy saw (None if unscored) and the
+    # action taken on it. A strong step carries the score of the proposal it replaced.
+    score: float | None = None
+    action: Action | None = None
     finish_reason: FinishReason = FinishReason.STOP
     latency_s: float = 0.0
     calls: int = 1  # > 1 when degenerate output made the engine call the model again

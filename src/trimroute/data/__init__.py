@@ -1,1 +1,1 @@
-"""data"""
+"""Datasets mapped to problems (``datasets``) and answer grading with math-verify (``grading``)."""

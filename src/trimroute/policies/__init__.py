@@ -39,6 +39,9 @@ POLICIES.register("weak", _no_arg(WeakOnly, "weak"))
 POLICIES.register("strong", _no_arg(StrongOnly, "strong"))
 POLICIES.register("random", lambda arg: RandomPolicy(_number("random", arg)))
 POLICIES.register("thr", lambda arg: ThresholdPolicy(_number("thr", arg)))
+POLICIES.register("pomdp", "trimroute.policies.pomdp:pomdp_policy")
+POLICIES.register("agg", "trimroute.policies.agg:load_agg")  # torch + SB3 load only when asked for
+POLICIES.register("seq", "trimroute.policies.seq:load_seq")
 
 
 def parse_policy(spec: str) -> Policy:

@@ -16,6 +16,15 @@ if TYPE_CHECKING:
 __all__ = ["SCORERS", "Scorer", "build_scorer"]
 
 SCORERS: Registry[Scorer] = Registry("scorer")
+SCORERS.register("qwen-prm", "trimroute.scorers.qwen_prm:QwenPRMScorer")
+SCORERS.register("math-shepherd", "trimroute.scorers.math_shepherd:MathShepherdScorer")
+SCORERS.register("hf-prm", "trimroute.scorers.hf_prm:HFPRMScorer")
+SCORERS.register("judge", "trimroute.scorers.judge:JudgeScorer")
+SCORERS.register("arithmetic", "trimroute.scorers.arithmetic:arithmetic_scorer")
+SCORERS.register("confidence", "trimroute.scorers.confidence:confidence_scorer")
+SCORERS.register("likelihood", "trimroute.scorers.likelihood:likelihood_scorer")
+SCORERS.register("composite", "trimroute.scorers.composite:composite_scorer")
+SCORERS.register("sim", "trimroute.learn.simulator:build_sim_scorer")
 
 
 def build_scorer(config: ScorerConfig) -> Scorer | None:

@@ -1,0 +1,134 @@
+"""``trim eval``: run a set of methods over a dataset into a run directory (resumable)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from trimroute import __version__
+from trimroute.build import build_engine
+from trimroute.cli import app
+from trimroute.cli.common import console, handle_errors
+from trimroute.cli.report import print_results
+from trimroute.cli.run import resolve_config
+from trimroute.config import RunConfig, to_dict
+from trimroute.errors import ConfigError
+from trimroute.eval.methods import parse_methods
+from trimroute.eval.rundir import RunDir
+from trimroute.eval.sweep import PLOT_NAME, SweepOptions, run_sweep
+from trimroute.generators.cache import TRANSPORT_FIELDS
+from trimroute.store import CallStore
+
+DEFAULT_METHODS = "thr:0,0.1,...,1 random:matched automix oracle"
+# Engine settings that change how fast a run goes, not what it produces: free to change on resume.
+SPEED_FIELDS = frozenset({"concurrency", "backend_concurrency"})
+
+
+def setup_of(config: RunConfig) -> dict[str, Any]:
+    """What must stay the same for a run to resume: models, sampling, scorer, engine rules.
+
+    Endpoints, timeouts and concurrency may change (a server restarted on another port)."""
+    d = to_dict(config)
+    d.pop("policy")
+    for role in ("weak", "strong", "scorer"):
+        d[role] = {k: v for k, v in d[role].items() if k not in TRANSPORT_FIELDS}
+    d["engine"] = {k: v for k, v in d["engine"].items() if k not in SPEED_FIELDS}
+    return d
+
+
+def cache_params(config: RunConfig) -> dict[str, dict[str, Any]]:
+    """Key material for the call cache: each role's config without its transport fields."""
+    setup = setup_of(config)
+    return {role: setup[role] for role in ("weak", "strong", "scorer")}
+
+
+async def _eval(config: RunConfig, problems: list, methods: list, run: RunDir, setup: dict, cache: Path | None,
+                prices: dict, options: SweepOptions) -> dict[str, Any]:  # fmt: skip
+    store = CallStore(cache) if cache is not None else None
+    engine = build_engine(config)
+    try:
+        return await run_sweep(
+            engine, problems, methods, run, setup=setup, store=store, cache_params=cache_params(config),
+            prices=prices, options=options, console=console,
+        )  # fmt: skip
+    finally:
+        await engine.aclose()
+        if store is not None:
+            store.close()
+
+
+@app.command("eval")
+def eval_(
+    dataset: Annotated[str, typer.Option(help="JSONL file or dataset name (gsm8k-offline, math500, ...).")],
+    methods: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Methods, space-separated or repeated (default: {DEFAULT_METHODS!r}); see docs."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory; rerun to resume (default runs/eval.NAME)")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="YAML or TOML config; flags override it")] = None,
+    weak_url: Annotated[str | None, typer.Option(help="Weak model endpoint, e.g. http://localhost:8000/v1")] = None,
+    weak_model: Annotated[str | None, typer.Option(help="Weak model name as served.")] = None,
+    strong_url: Annotated[str | None, typer.Option(help="Strong model endpoint.")] = None,
+    strong_model: Annotated[str | None, typer.Option(help="Strong model name as served.")] = None,
+    api: Annotated[str | None, typer.Option(help="completions (template rendered locally) or chat (pre-fill).")] = None,
+    scorer: Annotated[str | None, typer.Option(help="Step scorer kind: qwen-prm, judge, arithmetic, ...")] = None,
+    scorer_url: Annotated[str | None, typer.Option(help="Scorer endpoint.")] = None,
+    scorer_model: Annotated[str | None, typer.Option(help="Scorer model name.")] = None,
+    budget: Annotated[int | None, typer.Option(help="Hard cap on strong tokens per problem.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Steps per solution (default 30).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed (default 0); seeded calls are cached.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Problems in flight.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N problems.")] = None,
+    shuffle: Annotated[bool, typer.Option(help="Shuffle the problems (with --seed) before --limit.")] = False,
+    problem_field: Annotated[str | None, typer.Option(help="Field holding the problem text (user JSONL).")] = None,
+    answer_field: Annotated[str | None, typer.Option(help="Field holding the reference answer.")] = None,
+    cache: Annotated[Path | None, typer.Option(help="SQLite call cache (default RUN/cache.sqlite).")] = None,
+    no_cache: Annotated[bool, typer.Option(help="Call the models for every point (no call cache).")] = False,
+    prices: Annotated[Path | None, typer.Option(help="Price table: model -> {input, output} $ per M tokens.")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for confidence intervals.")] = 1000,
+    router_folds: Annotated[int, typer.Option(help="Cross-fitting folds of the query routers.")] = 5,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Set a config key: engine.max_steps=8")] = None,
+) -> None:
+    """Run methods (weak, strong, thr:0,0.1,...,1, random:matched, automix, query:knn, oracle, any policy)
+    over a dataset; write trajectories, metrics.json, report.md and the accuracy–cost plot."""
+    from trimroute.data.datasets import load_dataset
+    from trimroute.eval.prices import load_prices, role_prices
+
+    with handle_errors():
+        config = resolve_config(
+            config_file, set_ or [], None,
+            weak_url=weak_url, weak_model=weak_model, strong_url=strong_url, strong_model=strong_model, api=api,
+            scorer=scorer, scorer_url=scorer_url, scorer_model=scorer_model, budget=budget, max_steps=max_steps,
+            seed=seed, concurrency=concurrency,
+        )  # fmt: skip
+        parsed = parse_methods(methods or [DEFAULT_METHODS])
+        if bootstrap < 1 or router_folds < 2:
+            raise ConfigError("--bootstrap must be >= 1 and --router-folds >= 2")
+        data_seed = config.engine.seed or 0
+        problems = load_dataset(
+            dataset, problem_field=problem_field, answer_field=answer_field, limit=limit, seed=data_seed,
+            shuffle=shuffle,
+        )  # fmt: skip
+        run = RunDir(out or Path("runs") / f"eval.{Path(dataset).stem.replace(':', '_')}")
+        role_models = {"weak": config.weak.model, "strong": config.strong.model}
+        if config.scorer.kind != "none":
+            role_models["scorer"] = config.scorer.model
+        table = role_prices(load_prices(prices), role_models) if prices else {}  # type: ignore[arg-type]
+        setup = {
+            "trimroute_version": __version__,
+            "dataset": {"spec": dataset, "limit": limit, "shuffle": shuffle, "seed": data_seed,
+                        "problem_field": problem_field, "answer_field": answer_field},
+            "setup": setup_of(config),
+            "run_config": to_dict(config),
+        }  # fmt: skip
+        cache_path = None if no_cache else (cache or run.path / "cache.sqlite")
+        options = SweepOptions(
+            n_resamples=bootstrap, router_folds=router_folds, seed=data_seed,
+            title=f"trim eval · {Path(dataset).name}",
+        )  # fmt: skip
+        results = asyncio.run(_eval(config, problems, parsed, run, setup, cache_path, table, options))
+        print_results(results, options.title)
+        console.print(f"run directory: {run.path}  ·  plot: {run.path / PLOT_NAME}.png")

@@ -1,0 +1,98 @@
+"""``trim report``, ``trim calibrate``: work on finished runs without calling a model.
+
+After ``trim grade RUN`` (re-grading), ``trim report RUN`` rebuilds the run's metrics, table and plot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from trimroute.cli import app
+from trimroute.cli.common import console, handle_errors
+from trimroute.errors import ConfigError
+from trimroute.eval.metrics import ConfidenceInterval, Price
+from trimroute.eval.report import calibrate as calibrate_run
+from trimroute.eval.report import merge_runs, write_policy_config
+from trimroute.eval.results import calls_line, compute_metrics, plot_run, render_markdown, summary_tables
+from trimroute.eval.rundir import RunDir, write_json
+from trimroute.eval.sweep import PLOT_NAME
+
+
+def print_results(results: dict, title: str) -> None:
+    for table in summary_tables(results, title):
+        console.print(table)
+    line = calls_line(results)
+    if line is not None:
+        console.print(line)
+
+
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories of trim eval (weak/strong from the first).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Write metrics.json, report.md and the plot here (default: the run, if one).")
+    ] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for confidence intervals.")] = 1000,
+) -> None:
+    """Merge runs into one table and one accuracy–cost plot."""
+    with handle_errors():
+        if bootstrap < 1:
+            raise ConfigError("--bootstrap must be >= 1")
+        points = merge_runs(runs)
+        first = RunDir(runs[0])
+        prices = {r: Price(*v) for r, v in first.config().get("prices", {}).items()}
+        calls = {f"{Path(r).name}/{k}": v for r in runs for k, v in RunDir(r).calls().items()}
+        results = compute_metrics(points, prices=prices or None, cache_calls=calls, n_resamples=bootstrap)
+        title = "trim report · " + ", ".join(Path(r).name for r in runs)
+        if len(runs) == 1:
+            title = f"trim eval · {Path(first.config()['dataset']['spec']).name}"
+        text = render_markdown(results, title)
+        print_results(results, title)
+        out = out or (runs[0] if len(runs) == 1 else None)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(out / "metrics.json", results)
+            (out / "report.md").write_text(text, encoding="utf-8")
+            plot_run(results, out / PLOT_NAME, title=title)
+            console.print(f"written: {out / 'report.md'}, {out / PLOT_NAME}.png/.svg")
+
+
+def _ci(ci: ConfidenceInterval, fmt: str) -> str:
+    low = "–" if ci.low is None else format(ci.low, fmt)
+    high = "–" if ci.high is None else format(ci.high, fmt)
+    return f"[{low}, {high}] ({ci.level:.0%} CI)"
+
+
+@app.command()
+def calibrate(
+    run: Annotated[Path, typer.Argument(help="Calibration run directory of trim eval.")],
+    target_share: Annotated[float | None, typer.Option(help="Max share of strong-only tokens, e.g. 0.2.")] = None,
+    target_budget: Annotated[float | None, typer.Option(help="Max mean strong tokens per problem.")] = None,
+    target_pgr: Annotated[float | None, typer.Option(help="Min performance gap recovered, e.g. 0.8.")] = None,
+    method: Annotated[str | None, typer.Option(help="Curve to pick from (default thr).")] = None,
+    write_config: Annotated[Path | None, typer.Option(help="Write the chosen policy into this YAML config.")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for confidence intervals.")] = 1000,
+) -> None:
+    """Pick the threshold (or λ, or policy artifact) meeting a target; print the accuracy and cost to expect."""
+    with handle_errors():
+        if bootstrap < 1:
+            raise ConfigError("--bootstrap must be >= 1")
+        rundir = RunDir(run)
+        c = calibrate_run(
+            rundir, target_share=target_share, target_budget=target_budget, target_pgr=target_pgr, method=method,
+            n_resamples=bootstrap,
+        )  # fmt: skip
+        table = Table(title=f"trim calibrate · {c.target} · {c.n_problems} problems", show_header=False)
+        table.add_row("policy", f"[bold]{c.policy}[/]")
+        table.add_row("expected accuracy", f"{c.accuracy:.1%} {_ci(c.accuracy_ci, '.1%')}")
+        table.add_row("mean strong tokens", f"{c.mean_strong_tokens:.1f} {_ci(c.tokens_ci, '.1f')}")
+        table.add_row("share of strong-only tokens", f"{c.share:.1%}")
+        table.add_row("PGR", "–" if c.pgr is None else f"{c.pgr:.1%}")
+        console.print(table)
+        if write_config is not None:
+            path = write_policy_config(rundir, c.policy, write_config)
+            console.print(f"wrote policy {c.policy!r} into {path}; use it with: trim run --config {path}")

@@ -1,0 +1,150 @@
+"""Method specs of ``trim eval --methods`` and their expansion into sweep points.
+
+A spec names a method (one curve of the report) and, for swept methods, its points:
+
+- any policy spec accepted by ``parse_policy`` (``weak``, ``strong``, ``thr:0.7``, ``pomdp:DIR``, ...);
+  a comma list expands to one point per value, and ``a,b,...,c`` to the arithmetic progression
+  (``thr:0,0.1,...,1`` is 11 points);
+- ``random:matched``: random step routing at the mean strong-token budget of each ``thr`` point;
+- ``automix[:prod|min][:THRESHOLDS]``: AutoMix-PRM, whole-problem escalation on the aggregated PRM score;
+- ``query:knn|logreg[:THRESHOLDS]``: RouteLLM-style query router on problem-text embeddings;
+- ``oracle``: the oracle query router (upper bound of every query-level router).
+
+Without thresholds, the whole-problem routers are swept over the quantiles of their own scores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from trimroute.errors import ConfigError
+from trimroute.policies import parse_policy
+
+__all__ = ["AutoMix", "MatchedRandom", "Method", "Oracle", "PolicyPoints", "QueryRouter", "parse_methods"]
+
+AUTOMIX_AGGREGATES = ("prod", "min")
+QUERY_ROUTERS = ("knn", "logreg")
+
+
+@dataclass(frozen=True)
+class PolicyPoints:
+    """Points run by the engine, one policy spec each."""
+
+    family: str
+    specs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MatchedRandom:
+    """Random routing with p = C̄(thr point) / C̄(strong-only), one point per ``thr`` point (DESIGN.md §5)."""
+
+    family: str = "random:matched"
+
+
+@dataclass(frozen=True)
+class AutoMix:
+    """AutoMix-PRM: escalate the whole problem when the aggregated step score of the weak solution < t."""
+
+    aggregate: str
+    thresholds: tuple[float, ...] | None
+
+    @property
+    def family(self) -> str:
+        return f"automix:{self.aggregate}"
+
+
+@dataclass(frozen=True)
+class QueryRouter:
+    """A classifier on problem embeddings predicting weak success; escalate when P(weak correct) < t."""
+
+    kind: str
+    thresholds: tuple[float, ...] | None
+
+    @property
+    def family(self) -> str:
+        return f"query:{self.kind}"
+
+
+@dataclass(frozen=True)
+class Oracle:
+    """Weak when it is right, strong when only strong is right (upper bound of query-level routing)."""
+
+    family: str = "oracle"
+
+
+Method = PolicyPoints | MatchedRandom | AutoMix | QueryRouter | Oracle
+
+
+def parse_values(spec: str, text: str) -> tuple[float, ...]:
+    """``0.1,0.5`` or the progression ``0,0.1,...,1`` as numbers."""
+    items = [s.strip() for s in text.split(",")]
+    progression = "..." in items
+    if progression and (len(items) != 4 or items[2] != "..."):
+        raise ConfigError(f"{spec!r}: write a progression as first,second,...,last (e.g. 0,0.1,...,1)")
+    try:
+        values = [float(s) for s in items if s != "..."]
+    except ValueError:
+        raise ConfigError(f"{spec!r}: values must be numbers separated by commas") from None
+    if not progression:
+        return tuple(values)
+    first, second, last = values
+    step = second - first
+    if step <= 0 or last < first:
+        raise ConfigError(f"{spec!r}: a progression must increase (first < second <= last)")
+    n = math.floor((last - first) / step + 1e-9)
+    # round away float noise so that 0.30000000000000004 names the same point as 0.3
+    return tuple(round(first + i * step, 10) for i in range(n + 1))
+
+
+def _thresholds(spec: str, text: str | None) -> tuple[float, ...] | None:
+    return None if text is None else parse_values(spec, text)
+
+
+def _policy_points(spec: str) -> PolicyPoints:
+    name, sep, arg = spec.partition(":")
+    if sep and "," in arg:
+        specs = tuple(f"{name}:{v:g}" for v in parse_values(spec, arg))
+    else:
+        specs = (spec,)
+    for s in specs:
+        parse_policy(s)  # reject a bad spec before any model call
+    return PolicyPoints(family=name, specs=specs)
+
+
+def parse_method(spec: str) -> Method:
+    spec = spec.strip()
+    name, _, rest = spec.partition(":")
+    args = rest.split(":", 1) if rest else []
+    if name == "oracle":
+        if rest:
+            raise ConfigError(f"method 'oracle' takes no value, got {spec!r}")
+        return Oracle()
+    if spec == "random:matched":
+        return MatchedRandom()
+    if name == "automix":
+        aggregate = args[0] if args else "prod"
+        if aggregate not in AUTOMIX_AGGREGATES:
+            raise ConfigError(f"{spec!r}: AutoMix aggregates step scores by prod or min, e.g. automix:min:0.2,0.5")
+        return AutoMix(aggregate, _thresholds(spec, args[1] if len(args) > 1 else None))
+    if name == "query":
+        if not args or args[0] not in QUERY_ROUTERS:
+            raise ConfigError(f"{spec!r}: query routers are {', '.join(f'query:{k}' for k in QUERY_ROUTERS)}")
+        return QueryRouter(args[0], _thresholds(spec, args[1] if len(args) > 1 else None))
+    return _policy_points(spec)
+
+
+def parse_methods(specs: Sequence[str]) -> list[Method]:
+    """Parse ``specs`` (each may hold several, separated by spaces); weak and strong are always included,
+    first, because every metric is relative to them."""
+    methods: list[Method] = [PolicyPoints("weak", ("weak",)), PolicyPoints("strong", ("strong",))]
+    for spec in (s for text in specs for s in text.split()):
+        method = parse_method(spec)
+        if method not in methods:
+            methods.append(method)
+    if any(isinstance(m, MatchedRandom) for m in methods) and not any(
+        isinstance(m, PolicyPoints) and m.family == "thr" for m in methods
+    ):
+        raise ConfigError("random:matched matches the budgets of thr points: add e.g. thr:0,0.1,...,1 to --methods")
+    return methods

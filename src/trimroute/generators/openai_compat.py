@@ -1,0 +1,147 @@
+"""Generator over any OpenAI-compatible server: vLLM, SGLang, TGI, llama.cpp, Ollama, hosted APIs.
+
+Two routes continue the assistant pre-fill (DESIGN.md §4):
+
+- ``api="completions"`` (default): the chat template is rendered here (``chat_template``: builtin
+  ``chatml`` or a Jinja file) and the text is POSTed to ``/completions``. Exact and best for prefix caching.
+- ``api="chat"``: ``/chat/completions`` with the pre-filled assistant message and
+  ``continue_final_message: true, add_generation_prompt: false`` (vLLM, SGLang, TGI).
+
+Finish reasons: ``length`` -> LENGTH. ``stop`` -> STOP when the separator was hit, EOS when the model
+ended. vLLM reports which in ``stop_reason`` (the matched string, or null / a token id for EOS) and
+SGLang in ``matched_stop``; servers that report neither (llama-cpp-python) say ``stop`` for both, so
+there a non-empty text counts as STOP and an empty one as EOS: a model that has ended answers the
+next request with nothing, which then ends the solution one call later.
+
+Options (``BackendConfig.options``): ``extra_body`` (mapping merged into every request),
+``template_vars`` (variables for a Jinja chat template, e.g. ``bos_token``), ``backoff_s`` (first retry
+delay). ``top_k <= 0`` leaves top_k out (hosted APIs reject it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from trimroute.config import BackendConfig
+from trimroute.endpoint import Endpoint
+from trimroute.errors import BackendError, ConfigError
+from trimroute.generators.templates import load_template
+from trimroute.types import FinishReason, Generation, StepRequest
+
+__all__ = ["OpenAIGenerator"]
+
+OPTIONS = ("extra_body", "template_vars", "backoff_s")
+
+
+class OpenAIGenerator:
+    """Writes one step per call through an OpenAI-compatible HTTP API."""
+
+    def __init__(self, config: BackendConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        unknown = sorted(set(config.options) - set(OPTIONS))
+        if unknown:
+            raise ConfigError(f"unknown option {unknown[0]!r} for an openai backend; valid: {', '.join(OPTIONS)}")
+        if not config.model:
+            raise ConfigError("model is required for an openai backend (the name the server serves)")
+        self.config = config
+        self.model = config.model
+        self.api = config.api
+        self.extra_body: Mapping[str, Any] = dict(config.options.get("extra_body") or {})
+        self.template = load_template(config.chat_template, config.options.get("template_vars"))
+        self.endpoint = Endpoint(
+            config.base_url,
+            config.model,
+            api_key_env=config.api_key_env,
+            timeout_s=config.timeout_s,
+            max_retries=config.max_retries,
+            backoff_s=float(config.options.get("backoff_s", 0.5)),
+            transport=transport,
+        )
+
+    def payload(self, request: StepRequest) -> tuple[str, dict[str, Any]]:
+        """The path and JSON body of the request for one step."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.max_tokens,
+            "temperature": self.config.temperature,
+            "top_p": self.config.top_p,
+            "stop": list(request.stop),
+        }
+        if self.config.top_k > 0:
+            body["top_k"] = self.config.top_k
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if self.api == "completions":
+            path = "/completions"
+            body["prompt"] = self.template.render(request.messages)
+            if request.logprobs:
+                body["logprobs"] = 1
+        else:
+            path = "/chat/completions"
+            body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
+            if request.logprobs:
+                body["logprobs"] = True
+        body.update(self.extra_body)
+        return path, body
+
+    async def generate_step(self, request: StepRequest) -> Generation:
+        path, body = self.payload(request)
+        t0 = time.perf_counter()
+        data = await self.endpoint.post(path, body)
+        latency = time.perf_counter() - t0
+        return self.parse(data, request, latency)
+
+    def parse(self, data: Mapping[str, Any], request: StepRequest, latency_s: float = 0.0) -> Generation:
+        """A ``Generation`` from the server's JSON answer."""
+        url = self.endpoint.url("/completions" if self.api == "completions" else "/chat/completions")
+        try:
+            choice = data["choices"][0]
+            if self.api == "completions":
+                text = choice["text"]
+                lp = choice.get("logprobs") or {}
+                logprobs = lp.get("token_logprobs")
+            else:
+                text = choice["message"]["content"] or ""
+                lp = choice.get("logprobs") or {}
+                logprobs = [t["logprob"] for t in lp.get("content") or []] if lp.get("content") else None
+            usage = data["usage"]
+            prompt_tokens, generated = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            raise BackendError(
+                f"{url} answered without the expected fields ({e!r}); is it OpenAI-compatible?"
+            ) from None
+        for stop in request.stop:  # some servers keep the stop string in the text
+            if stop and text.endswith(stop):
+                text = text[: -len(stop)]
+                break
+        return Generation(
+            text=text,
+            prompt_tokens=prompt_tokens,
+            generated_tokens=generated,
+            finish_reason=finish_reason(choice, text),
+            token_logprobs=tuple(float(x) for x in logprobs if x is not None)
+            if request.logprobs and logprobs
+            else None,
+            latency_s=latency_s,
+        )
+
+    async def aclose(self) -> None:
+        await self.endpoint.aclose()
+
+
+def finish_reason(choice: Mapping[str, Any], text: str) -> FinishReason:
+    """Map an OpenAI-style choice onto ``FinishReason`` (see the module docstring for ``stop``)."""
+    reason = choice.get("finish_reason")
+    if reason == "length":
+        return FinishReason.LENGTH
+    for key in ("stop_reason", "matched_stop"):  # vLLM, SGLang
+        if key in choice:
+            return FinishReason.STOP if isinstance(choice[key], str) else FinishReason.EOS
+    if reason in ("eos_token", "eos"):
+        return FinishReason.EOS
+    return FinishReason.STOP if text else FinishReason.EOS

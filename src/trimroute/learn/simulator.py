@@ -1,0 +1,213 @@
+"""A calibrated simulator of step-level routing that plugs into the one ``Engine`` (DESIGN.md §3).
+
+No second routing loop: the simulator is a Generator + Scorer pair. The hidden state of a trajectory
+(TRIM-POMDP's S0 all correct / S1 an earlier step wrong / S2 only the current step wrong, paper §4.3)
+is written into each simulated step's text, e.g. ``[sim weak S0 qhtkzwab]``, so it is a pure function
+of the pre-fill the engine sends:
+
+* ``SimGenerator`` (one per role) reads the last accepted step's state from the pre-fill; from S0 the
+  new step is correct with the role's next-step accuracy (→ S0, else S2); after an error every step is
+  S1. Whether the step at position t ends the solution is drawn per (problem, t) with the preset's
+  termination hazard, so the weak proposal and its strong rewrite agree (the POMDP's hazard); the
+  final step says ``\\boxed{correct}`` in S0, else ``\\boxed{wrong}`` (simulated problems have
+  answer "correct", so ordinary grading works). Step tokens are log-normal, correlated between the
+  roles at one position through a per-(problem, t) latent.
+* ``SimScorer`` scores each step by drawing the current score from P(c | m, s) — the calibrated
+  P(o | s) table conditioned on the bin of the running min m of the earlier steps' scores — seeded by
+  the step's text, so re-scoring the history returns the same scores and ``min(scores[:-1])`` is the
+  real running min.
+
+Per-call randomness comes from the request's seed (``call_seed``: a hash of the pre-fill), so runs are
+reproducible and policies that reach the same prefix see the same draws (common random numbers).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from statistics import NormalDist
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from trimroute.engine import Engine, EngineConfig
+from trimroute.errors import ConfigError
+from trimroute.learn.presets import N_BINS, SimParams, load_params, score_bin
+from trimroute.prompts import SEPARATOR
+from trimroute.types import FinishReason, Generation, Problem, Scores, Step, StepRequest, Trajectory
+
+if TYPE_CHECKING:
+    from trimroute.config import BackendConfig, ScorerConfig
+
+__all__ = [
+    "SimGenerator",
+    "SimScorer",
+    "build_sim_generator",
+    "build_sim_scorer",
+    "hidden_state",
+    "is_sim_correct",
+    "simulated_engine",
+    "simulated_problems",
+]
+
+_TAG = "[sim "
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_NORMAL = NormalDist()
+CORRECT, WRONG = "correct", "wrong"
+
+
+def _uniforms(key: bytes, n: int) -> list[float]:
+    """``n`` uniforms in (0, 1) from a hash (4 bytes each)."""
+    d = hashlib.blake2b(key, digest_size=4 * n).digest()
+    return [(int.from_bytes(d[4 * i : 4 * i + 4], "little") + 0.5) / 2**32 for i in range(n)]
+
+
+def hidden_state(step_text: str) -> str | None:
+    """The hidden state (S0/S1/S2) written in a simulated step, or None for a non-simulated step."""
+    i = step_text.rfind(_TAG)
+    if i < 0:
+        return None
+    return step_text[i + len(_TAG) :].split(" ", 2)[1]
+
+
+def simulated_problems(n: int, seed: int = 0) -> list[Problem]:
+    """``n`` simulated problems; their text keys the per-problem draws (solution length, step tokens)."""
+    return [
+        Problem(id=f"sim-{seed}-{i}", text=f"Simulated problem {i} of set {seed}.", answer=CORRECT) for i in range(n)
+    ]
+
+
+def is_sim_correct(trajectory: Trajectory) -> bool:
+    """Grading of a simulated trajectory without the answer verifier (same verdict, no sympy)."""
+    return trajectory.final_answer == CORRECT
+
+
+class SimGenerator:
+    """The weak or strong model of a preset (see the module docstring)."""
+
+    def __init__(self, params: SimParams, role: str) -> None:
+        if role not in ("weak", "strong"):
+            raise ConfigError(f"simulated generator role must be 'weak' or 'strong', got {role!r}")
+        self.params = params
+        self.role = role
+        stats = params.weak if role == "weak" else params.strong
+        self.model = f"sim:{params.name}:{stats.name}"
+        self._p = stats.next_step_accuracy
+        self._mu, self._sd = stats.token_log_mean, stats.token_log_sd
+        rho = params.token_corr
+        # both roles load sqrt(|rho|) on the shared latent, so corr(log weak, log strong) = rho
+        self._shared = math.copysign(math.sqrt(abs(rho)), rho) if role == "strong" else math.sqrt(abs(rho))
+        self._own = math.sqrt(1.0 - abs(rho))
+        self._hazard = [float(h) for h in params.hazard]
+
+    async def generate_step(self, request: StepRequest) -> Generation:
+        prefill = request.prefill
+        position = prefill.count(SEPARATOR)  # 1-based: the header ends with one separator
+        tag = prefill.rfind(_TAG)
+        before = prefill[tag + len(_TAG) :].split(" ", 2)[1] if tag >= 0 else "S0"
+        problem = request.messages[0].content
+        # the engine's call seed hashes the pre-fill only: mix in the problem so problems differ
+        seed = request.seed if request.seed is not None else int.from_bytes(os.urandom(4), "little")
+        u_ok, u_tok, u_nonce = _uniforms(f"{seed}\x00{problem}".encode(), 3)
+        u_final, u_latent = _uniforms(f"{problem}\x00{position}".encode(), 2)
+
+        state = ("S0" if u_ok < self._p else "S2") if before == "S0" else "S1"
+        z = self._shared * _NORMAL.inv_cdf(u_latent) + self._own * _NORMAL.inv_cdf(u_tok)
+        tokens = max(1, round(math.exp(self._mu + self._sd * z)))
+        final = u_final < self._hazard[min(position, len(self._hazard)) - 1]
+        nonce = "".join(_LETTERS[int(u_nonce * 26**k) % 26] for k in range(1, 9))
+        text = f"{_TAG}{self.role} {state} {nonce}]"
+        finish = FinishReason.STOP
+        if tokens > request.max_tokens:
+            tokens, finish = request.max_tokens, FinishReason.LENGTH
+        elif final:
+            text += f" The answer is \\boxed{{{CORRECT if state == 'S0' else WRONG}}}."
+        return Generation(
+            text=text,
+            prompt_tokens=len(prefill) // 4,
+            generated_tokens=tokens,
+            finish_reason=finish,
+            token_logprobs=(-0.5,) * tokens if request.logprobs else None,
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+class SimScorer:
+    """A step scorer whose scores follow the preset's calibrated P(o | s) (see the module docstring)."""
+
+    def __init__(self, params: SimParams) -> None:
+        self.params = params
+        self.name = f"sim:{params.name}"
+        probs = params.observation.probs
+        # cdf[state][m_bin] = cumulative P(c_bin | m_bin, state); rows without mass use the state's marginal
+        self._cdf: dict[str, list[list[float]]] = {}
+        for k, state in enumerate(("S0", "S1", "S2")):
+            rows = []
+            marginal = probs[k].sum(axis=0)
+            for m in range(N_BINS):
+                row = probs[k, m] if probs[k, m].sum() > 1e-12 else marginal
+                cdf = np.cumsum(row / row.sum())
+                cdf[-1] = 1.0
+                rows.append(cdf.tolist())
+            self._cdf[state] = rows
+
+    def _score(self, problem_id: str, position: int, text: str, running_min: float) -> float:
+        state = hidden_state(text)
+        if state is None:
+            raise ConfigError("the simulated scorer only scores simulated steps; use a sim generator too")
+        u_bin, u_in = _uniforms(f"{problem_id}\x00{position}\x00{text}".encode(), 2)
+        c = bisect.bisect_left(self._cdf[state][score_bin(running_min)], u_bin)
+        return (min(c, N_BINS - 1) + u_in) / N_BINS
+
+    async def score(self, problem: Problem, steps: Sequence[Step]) -> Scores:
+        values, running_min = [], 1.0
+        for i, step in enumerate(steps):
+            s = self._score(problem.id, i, step.text, running_min)
+            values.append(s)
+            running_min = min(running_min, s)
+        return Scores(tuple(values), prompt_tokens=sum(s.generated_tokens for s in steps))
+
+    async def aclose(self) -> None:
+        return None
+
+
+def simulated_engine(preset: str | SimParams, seed: int | None = 0, config: EngineConfig | None = None) -> Engine:
+    """An ``Engine`` whose weak, strong and scorer are the simulator of ``preset`` (name, path or params).
+
+    ``config`` defaults to the official rules with the preset's max steps; ``seed`` overrides its seed.
+    Stable interface: used by ``trim eval --sim``, the POMDP evaluation and RL training.
+    """
+    params = preset if isinstance(preset, SimParams) else load_params(preset)
+    base = config or EngineConfig(max_steps=params.max_steps, concurrency=64)
+    return Engine(
+        weak=SimGenerator(params, "weak"),
+        strong=SimGenerator(params, "strong"),
+        scorer=SimScorer(params),
+        config=replace(base, seed=seed),
+    )
+
+
+def _preset_option(options: dict[str, object], what: str) -> SimParams:
+    preset = options.get("preset")
+    if not isinstance(preset, str):
+        raise ConfigError(f"the sim {what} needs options.preset (a preset name or a .json file)")
+    return load_params(preset)
+
+
+def build_sim_generator(config: BackendConfig) -> SimGenerator:
+    """Registry factory: ``{kind: sim, options: {preset: qwen1.5b-7b, role: weak}}``."""
+    role = config.options.get("role")
+    if role not in ("weak", "strong"):
+        raise ConfigError(f"the sim generator needs options.role = weak or strong, got {role!r}")
+    return SimGenerator(_preset_option(dict(config.options), "generator"), str(role))
+
+
+def build_sim_scorer(config: ScorerConfig) -> SimScorer:
+    """Registry factory: ``{kind: sim, options: {preset: qwen1.5b-7b}}``."""
+    return SimScorer(_preset_option(dict(config.options), "scorer"))

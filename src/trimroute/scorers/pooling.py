@@ -1,0 +1,112 @@
+"""Process reward models served by vLLM's pooling runner (``POST /pooling``, step pooling).
+
+With step pooling, vLLM answers one row per step tag in the input::
+
+    {"data": [{"index": 0, "object": "pooling", "data": [[p_neg, p_pos], ...]}],
+     "usage": {"prompt_tokens": N, "total_tokens": N}}
+
+Each row holds the class probabilities at one tag (softmax is the pooler's default activation; we also
+send ``use_activation: true``). Rows that do not sum to 1 are taken as logits and softmaxed, so older
+servers started with activation off still work. A prompt truncated on the left (``truncate_prompt_tokens``)
+loses its first tags: the missing leading steps score 1.0 (DESIGN.md §4). Subclasses say how the input
+is written and which column is the positive class.
+
+``base_url`` is the server root (``http://host:8002``); a trailing ``/v1`` is dropped, since vLLM
+serves ``/pooling`` beside ``/v1``. Options: ``truncate_prompt_tokens`` (int), ``backoff_s``, plus
+the subclass's own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from trimroute.config import ScorerConfig
+from trimroute.endpoint import Endpoint
+from trimroute.errors import ConfigError, ScorerError
+from trimroute.types import Problem, Scores, Step
+
+__all__ = ["PoolingPRM", "positive_probability"]
+
+COMMON_OPTIONS = ("truncate_prompt_tokens", "backoff_s")
+
+
+class PoolingPRM:
+    """Scores every step with one ``/pooling`` request over the whole history."""
+
+    name = "pooling-prm"
+    positive_index = 1
+    options: tuple[str, ...] = ()
+
+    def __init__(self, config: ScorerConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        valid = COMMON_OPTIONS + self.options
+        unknown = sorted(set(config.options) - set(valid))
+        if unknown:
+            raise ConfigError(f"unknown option {unknown[0]!r} for a {self.name} scorer; valid: {', '.join(valid)}")
+        if not config.model:
+            raise ConfigError(f"model is required for a {self.name} scorer (the name vLLM serves it under)")
+        root = (config.base_url or "").rstrip("/")
+        root = root[: -len("/v1")] if root.endswith("/v1") else root
+        self.config = config
+        self.truncate = config.options.get("truncate_prompt_tokens")
+        self.endpoint = Endpoint(
+            root,
+            config.model,
+            api_key_env=config.api_key_env,
+            timeout_s=config.timeout_s,
+            max_retries=config.max_retries,
+            backoff_s=float(config.options.get("backoff_s", 0.5)),
+            models_url="/v1/models",
+            transport=transport,
+        )
+
+    def input(self, problem: Problem, steps: Sequence[Step]) -> dict[str, Any]:
+        """The part of the request that carries the text (``messages`` or ``input``)."""
+        raise NotImplementedError
+
+    def payload(self, problem: Problem, steps: Sequence[Step]) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.config.model, **self.input(problem, steps), "use_activation": True}
+        if self.truncate is not None:
+            body["truncate_prompt_tokens"] = int(self.truncate)
+        return body
+
+    async def score(self, problem: Problem, steps: Sequence[Step]) -> Scores:
+        data = await self.endpoint.post("/pooling", self.payload(problem, steps))
+        rows = _rows(data, self.endpoint.url("/pooling"))
+        if len(rows) > len(steps):
+            raise ScorerError(
+                f"{self.name} scorer got {len(rows)} step scores for {len(steps)} steps; is the server using "
+                "step pooling with this model's step tag, and do steps contain the tag text?"
+            )
+        scores = [1.0] * (len(steps) - len(rows))  # leading steps cut off by left truncation
+        scores += [positive_probability(row, self.positive_index) for row in rows]
+        usage = data.get("usage") or {}
+        return Scores(tuple(scores), prompt_tokens=int(usage.get("prompt_tokens", 0)), calls=1)
+
+    async def aclose(self) -> None:
+        await self.endpoint.aclose()
+
+
+def positive_probability(row: Sequence[float], positive: int) -> float:
+    """P(positive class) from a row of probabilities, or of logits (softmaxed)."""
+    values = [float(v) for v in row]
+    if all(0.0 <= v <= 1.0 for v in values) and abs(sum(values) - 1.0) < 1e-3:
+        return values[positive]
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    return exps[positive] / sum(exps)
+
+
+def _rows(data: Mapping[str, Any], url: str) -> list[list[float]]:
+    try:
+        rows = data["data"][0]["data"]
+        if rows and not isinstance(rows[0], list):
+            rows = [rows]  # a single tag may come back unnested
+        return [list(r) for r in rows]
+    except (KeyError, IndexError, TypeError) as e:
+        raise ScorerError(
+            f"{url} answered without pooling data ({e!r}); is it vLLM started with --runner pooling?"
+        ) from None

@@ -1,0 +1,53 @@
+"""Prometheus metrics of the server (``GET /metrics``), in a registry of the app's own.
+
+Escalation rate = ``rate(trim_escalations_total[5m]) / sum(rate(trim_steps_total[5m]))`` (the share of
+accepted steps the strong model rewrote).
+With ``--workers N`` each worker keeps its own counters: scrape the workers separately.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from trimroute.types import ROLES, Trajectory
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("trim_requests", "Requests answered", ["endpoint", "status"], registry=r)
+        self.latency = Histogram(
+            "trim_request_latency_seconds",
+            "Time to the full answer",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge("trim_requests_in_flight", "Requests admitted and not finished", registry=r)
+        self.steps = Counter("trim_steps", "Accepted steps by the role that wrote them", ["role"], registry=r)
+        self.tokens = Counter("trim_tokens", "Tokens by role and kind", ["role", "kind"], registry=r)
+        self.escalations = Counter("trim_escalations", "Steps rewritten by the strong model", registry=r)
+        self.backend_errors = Counter("trim_backend_errors", "Failed backend calls", ["role", "error"], registry=r)
+        self.backend_latency = Histogram(
+            "trim_backend_latency_seconds", "Backend call latency", ["role"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.fallbacks = Counter("trim_scorer_fallbacks", "Requests served by the scorer-down fallback", registry=r)
+
+    def observe(self, trajectory: Trajectory) -> None:
+        """Count the steps and tokens of one finished request."""
+        for step in trajectory.steps:
+            self.steps.labels(step.role).inc()
+        for role in ROLES:
+            usage = getattr(trajectory.usage, role)
+            self.tokens.labels(role, "prompt").inc(usage.prompt_tokens)
+            self.tokens.labels(role, "generated").inc(usage.generated_tokens)
+            self.tokens.labels(role, "discarded").inc(usage.discarded_tokens)
+        self.escalations.inc(trajectory.escalations)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,180 @@
+"""The sweep runner on scripted backends: run directory, resume, shared calls, baselines' accounting."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from trimroute import Engine, EngineConfig, Problem
+from trimroute.errors import ConfigError
+from trimroute.eval.methods import AutoMix, MatchedRandom, Oracle, PolicyPoints, QueryRouter, parse_methods
+from trimroute.eval.rundir import RunDir
+from trimroute.eval.sweep import run_sweep
+from trimroute.store import CallStore
+from trimroute.testing import ScriptedGenerator, ScriptedScorer
+from trimroute.trajectories import read_trajectories
+from trimroute.types import StepRequest
+
+PROBLEMS = [Problem(f"p{i}", f"Compute {i} + {i}.", str(2 * i)) for i in range(1, 7)]
+
+
+def _number(request: StepRequest) -> int:
+    return int(re.search(r"Compute (\d+)", request.messages[0].content).group(1))
+
+
+def weak_script(request: StepRequest) -> str:
+    """Odd problems get a wrong first step (the scorer flags it) that leads to a wrong answer."""
+    i, prefill = _number(request), request.prefill
+    if prefill == "Solution:\n\n":
+        return f"wrong: {i} + {i} = {2 * i + 1}" if i % 2 else f"Add {i} and {i}."
+    return f"So \\boxed{{{2 * i + 1 if 'wrong' in prefill else 2 * i}}}"
+
+
+def strong_script(request: StepRequest) -> str:
+    i = _number(request)
+    first = request.prefill == "Solution:\n\n"
+    return f"{i} + {i} = {2 * i}, long careful strong step" if first else f"\\boxed{{{2 * i}}}"
+
+
+def make_engine() -> tuple[Engine, ScriptedGenerator, ScriptedGenerator, ScriptedScorer]:
+    weak, strong = ScriptedGenerator("weak", weak_script), ScriptedGenerator("strong", strong_script)
+    scorer = ScriptedScorer()
+    return Engine(weak, strong, scorer, EngineConfig(seed=0, max_steps=4)), weak, strong, scorer
+
+
+async def sweep(tmp_path: Path, methods: list[str], store: CallStore | None = None, problems=PROBLEMS):
+    engine, weak, strong, scorer = make_engine()
+    results = await run_sweep(
+        engine, problems, parse_methods(methods), RunDir(tmp_path / "run"), setup={"dataset": "scripted"},
+        store=store, options=None,
+    )  # fmt: skip
+    return results, weak, strong, scorer
+
+
+def test_method_specs_expand_to_points() -> None:
+    methods = parse_methods(["thr:0,0.25,...,1 random:matched", "automix:min:0.2,0.5 query:knn oracle"])
+    assert methods[:2] == [PolicyPoints("weak", ("weak",)), PolicyPoints("strong", ("strong",))]
+    assert methods[2] == PolicyPoints("thr", ("thr:0", "thr:0.25", "thr:0.5", "thr:0.75", "thr:1"))
+    assert methods[3:] == [MatchedRandom(), AutoMix("min", (0.2, 0.5)), QueryRouter("knn", None), Oracle()]
+    assert parse_methods(["thr:0,0.1,...,1"])[2].specs[3] == "thr:0.3"  # no float noise in names
+    assert len(parse_methods(["thr:0,0.05,...,1"])[2].specs) == 21
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("random:matched", "thr"),
+        ("automix:mean", "prod or min"),
+        ("query:svm", "query:knn"),
+        ("thr:0,0.1,...", "first,second,...,last"),
+        ("thr:1,0.5,...,2", "increase"),
+        ("thr:x,y", "numbers"),
+        ("thr:2", "threshold"),
+        ("nope", "valid"),
+    ],
+)
+def test_bad_method_specs_say_what_is_wrong(spec: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_methods([spec])
+
+
+async def test_run_directory_holds_config_trajectories_metrics_report_and_plot(tmp_path: Path) -> None:
+    store = CallStore(tmp_path / "cache.sqlite")
+    results, *_ = await sweep(tmp_path, ["thr:0,0.5,1 random:matched automix oracle"], store)
+    store.close()
+    run = tmp_path / "run"
+    for name in ("config.json", "points.json", "calls.json", "metrics.json", "report.md", "accuracy_cost.png",
+                 "accuracy_cost.svg"):  # fmt: skip
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["problem_ids"] == [p.id for p in PROBLEMS] and config["dataset"] == "scripted"
+    points = json.loads((run / "points.json").read_text())
+    for p in points:
+        assert len(list(read_trajectories(run / p["file"]))) == len(PROBLEMS)
+    assert json.loads((run / "metrics.json").read_text()) == json.loads(json.dumps(results))
+    ref = results["references"]
+    assert ref["r_weak"] == pytest.approx(0.5) and ref["r_strong"] == 1.0
+    assert results["points"]["thr:0.5"]["accuracy"] == 1.0 and results["points"]["thr:0.5"]["pgr"] == 1.0
+    assert results["points"]["oracle"]["accuracy"] == 1.0
+    report = (run / "report.md").read_text()
+    assert "`thr:0.5`" in report and "CPT(95%)" in report and "Model calls:" in report
+
+
+async def test_metrics_are_consistent_with_the_trajectories(tmp_path: Path) -> None:
+    results, *_ = await sweep(tmp_path, ["thr:0.5"])
+    trajectories = list(read_trajectories(tmp_path / "run" / "trajectories" / "thr_0.5.jsonl"))
+    point = results["points"]["thr:0.5"]
+    assert point["accuracy"] == sum(t.correct for t in trajectories) / len(trajectories)
+    assert point["mean_strong_tokens"] == sum(t.strong_tokens for t in trajectories) / len(trajectories)
+    c_strong = results["references"]["c_strong"]
+    assert point["strong_share"] == pytest.approx(point["mean_strong_tokens"] / c_strong)
+
+
+async def test_sweep_points_share_calls_through_the_cache(tmp_path: Path) -> None:
+    store = CallStore(tmp_path / "cache.sqlite")
+    results, weak, strong, scorer = await sweep(tmp_path, ["thr:0,0.1,...,1"], store)
+    store.close()
+    calls = results["calls"]
+    made, alone = sum(calls["made"].values()), sum(calls["alone"].values())
+    # 11 threshold points: weak proposals and scores repeat exactly; only strong steps are new
+    assert made == len(weak.requests) + len(strong.requests) + scorer.calls
+    assert alone > 5 * made
+    assert calls["requested"]["weak"] == calls["alone"]["weak"]
+
+
+async def test_a_rerun_resumes_and_calls_no_model(tmp_path: Path) -> None:
+    await sweep(tmp_path, ["thr:0.5"], problems=PROBLEMS[:3])
+    with pytest.raises(ConfigError, match="another problem_ids"):
+        await sweep(tmp_path, ["thr:0.5"])
+    # a torn run: drop the last problem of one point, then resume
+    path = tmp_path / "run" / "trajectories" / "thr_0.5.jsonl"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))
+    _, weak, strong, scorer = await sweep(tmp_path, ["thr:0.5 oracle"], problems=PROBLEMS[:3])
+    assert len(list(read_trajectories(path))) == 3
+    assert len(strong.requests) <= 2 and scorer.calls == 2  # only the missing problem ran
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["methods"] == ["weak", "strong", "thr:0.5", "oracle"]
+
+
+async def test_automix_pays_for_the_weak_solution_the_scorer_and_the_strong_solution(tmp_path: Path) -> None:
+    results, *_ = await sweep(tmp_path, ["automix:min:0.5"])
+    run = tmp_path / "run" / "trajectories"
+    weak = {t.problem.id: t for t in read_trajectories(run / "weak.jsonl")}
+    strong = {t.problem.id: t for t in read_trajectories(run / "strong.jsonl")}
+    for t in read_trajectories(run / "automix_min_0.5.jsonl"):
+        w, s = weak[t.problem.id], strong[t.problem.id]
+        assert t.usage.scorer.calls == 1
+        if t.meta["routed_to"] == "strong":  # the odd problems: their wrong step scores 0.1
+            assert t.usage.weak.generated_tokens == w.usage.weak.generated_tokens
+            assert t.usage.weak.discarded_tokens == w.usage.weak.generated_tokens
+            assert t.strong_tokens == s.strong_tokens and t.correct is True
+            assert [d.text for d in t.discarded] == [st.text for st in w.steps]
+        else:
+            assert t.strong_tokens == 0 and t.steps[0].score == pytest.approx(0.9)
+    assert results["points"]["automix:min:0.5"]["accuracy"] == 1.0
+
+
+async def test_oracle_routes_only_fixable_failures_at_strong_cost(tmp_path: Path) -> None:
+    results, *_ = await sweep(tmp_path, ["oracle"])
+    strong = results["points"]["strong"]["mean_strong_tokens"]
+    assert results["points"]["oracle"]["mean_strong_tokens"] == pytest.approx(strong / 2)
+    assert results["oracle_band"][-1] == [pytest.approx(strong / 2), 1.0]
+
+
+async def test_matched_random_targets_the_threshold_budgets(tmp_path: Path) -> None:
+    results, *_ = await sweep(tmp_path, ["thr:0.5 random:matched"])
+    share = results["points"]["thr:0.5"]["strong_share"]
+    random_points = results["curves"]["random:matched"]["points"]
+    assert random_points == [f"random:{round(share, 3):g}"]
+
+
+async def test_a_method_needing_scores_without_a_scorer_fails_before_any_call(tmp_path: Path) -> None:
+    weak = ScriptedGenerator("weak", weak_script)
+    engine = Engine(weak, ScriptedGenerator("strong", strong_script), None, EngineConfig())
+    for spec in ("thr:0.5", "automix"):
+        with pytest.raises(ConfigError, match="needs step scores"):
+            await run_sweep(engine, PROBLEMS, parse_methods([spec]), RunDir(tmp_path / spec), setup={})
+    assert weak.requests == []

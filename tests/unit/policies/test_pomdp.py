@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trimroute.errors import ConfigError
+from trimroute.learn.pomdp_model import POMDPModel, observation_index
+from trimroute.learn.pomdp_solver import solve
+from trimroute.learn.presets import load_params
+from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
+from trimroute.policies import parse_policy
+from trimroute.policies.pomdp import POMDPPolicy, belief_before
+from trimroute.testing import check_policy
+from trimroute.types import Action, Observation
+
+MODEL = POMDPModel.from_params(load_params("qwen1.5b-7b"))
+
+
+def _obs(scores: tuple[float, ...], actions: tuple[Action, ...], final: bool = False, tokens: int = 50) -> Observation:
+    return Observation("p", scores, (tokens,) * len(scores), actions, 0, None, is_final=final)
+
+
+def test_belief_is_the_bayes_update_of_the_history() -> None:
+    obs = _obs((0.9, 0.2, 0.5), (Action.CONTINUE, Action.REGENERATE))
+    b = MODEL.initial_belief * MODEL.obs_given_min[observation_index(1.0, 0.9)]
+    b = MODEL.continue_matrix @ (b / b.sum())
+    b = (MODEL.strong_matrix @ b) * MODEL.obs_given_min[observation_index(0.9, 0.2)]
+    b = MODEL.continue_matrix @ (b / b.sum())
+    assert np.allclose(belief_before(MODEL, obs), b)
+    # a low earlier score makes "an earlier step is wrong" likely
+    low = belief_before(MODEL, _obs((0.05, 0.9), (Action.CONTINUE,)))
+    high = belief_before(MODEL, _obs((0.95, 0.9), (Action.CONTINUE,)))
+    assert low[1] > 0.5 > high[1]
+
+
+def test_policy_is_pure_and_regenerates_low_scores_when_cheap(tmp_path: Path) -> None:
+    policy = POMDPPolicy(solve(MODEL, 1e-4), "test")
+    check_policy(policy)
+    assert policy.decide(_obs((0.9, 0.02), (Action.CONTINUE,))) is Action.REGENERATE
+    assert policy.decide(_obs((0.9, 0.99), (Action.CONTINUE,))) is Action.CONTINUE
+    saved = solve(MODEL, 1e-4).save(tmp_path / "pol")
+    loaded = parse_policy(f"pomdp:{saved}")
+    assert loaded.name == f"pomdp:{saved}"
+    assert loaded.decide(_obs((0.9, 0.02), (Action.CONTINUE,))) is Action.REGENERATE
+
+
+def test_specs_and_errors() -> None:
+    assert parse_policy("pomdp:preset=qwen1.5b-7b,lam=1e-2,token_bins=2").name.startswith("pomdp:preset=")
+    with pytest.raises(ConfigError, match="needs a solved policy"):
+        parse_policy("pomdp")
+    with pytest.raises(ConfigError, match="preset=NAME,lam=L"):
+        parse_policy("pomdp:preset=qwen1.5b-7b")
+    with pytest.raises(ConfigError, match="needs step scores"):
+        POMDPPolicy(solve(MODEL, 1e-3), "x").decide(_obs((float("nan"),), ()))
+
+
+async def test_pomdp_beats_thresholds_in_the_simulator_at_its_lambda() -> None:
+    lam = 1e-3
+    engine = simulated_engine("qwen1.5b-7b", seed=0)
+    problems = simulated_problems(600, seed=11)
+
+    async def ret(spec_or_policy: str | POMDPPolicy) -> float:
+        policy = parse_policy(spec_or_policy) if isinstance(spec_or_policy, str) else spec_or_policy
+        out = [is_sim_correct(t) - lam * t.strong_tokens async for t in engine.run(problems, policy)]
+        return float(np.mean(out))
+
+    pomdp = await ret(POMDPPolicy(solve(MODEL, lam), "x"))
+    assert pomdp > max([await ret(f"thr:{k}") for k in (0.2, 0.5, 0.8)])

