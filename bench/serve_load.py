@@ -95,7 +95,8 @@ async def run_phase(url: str, body: dict[str, Any], concurrency: int, duration_s
     phase = Phase(concurrency, target)
     payload = json.dumps(body).encode()
     headers = {"content-type": "application/json"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # idle connections expire before the servers' 5 s keep-alive timeout, so a request never races a close
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0)
     async with httpx.AsyncClient(limits=limits, timeout=120) as client:
         await asyncio.gather(*(client.post(url, content=payload, headers=headers) for _ in range(concurrency)))
         stop_at = time.monotonic() + duration_s

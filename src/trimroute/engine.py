@@ -30,6 +30,7 @@ from trimroute.types import (
     Role,
     Step,
     StopReason,
+    StepRequest,
     Trajectory,
     Usage,
 )
@@ -69,13 +70,15 @@ class EngineConfig:
             )
 
 
-def call_seed(base: int | None, role: str, prefill: str) -> int | None:
-    """Seed of one call: a function of the exact prefix, so identical prefixes sample identically
-    (this is what lets sweep points share cached calls)."""
+def call_seed(base: int | None, role: str, request: StepRequest) -> int | None:
+    """Seed of one call: a function of the exact prompt (question and pre-fill), so identical prefixes
+    sample identically (this is what lets sweep points share cached calls)."""
     if base is None:
         return None
-    h = hashlib.blake2b(f"{base}\x00{role}\x00{prefill}".encode(), digest_size=4).digest()
-    return int.from_bytes(h, "little") & 0x7FFFFFFF
+    h = hashlib.blake2b(f"{base}\x00{role}".encode(), digest_size=4)
+    for m in request.messages:
+        h.update(f"\x00{m.role}\x00{m.content}".encode())
+    return int.from_bytes(h.digest(), "little") & 0x7FFFFFFF
 
 
 class Engine:
@@ -286,7 +289,7 @@ class Engine:
                 logprobs=logprobs is not None,
                 instruction=self.config.instruction,
             )
-            request = replace(request, seed=call_seed(self.config.seed, role, request.prefill))
+            request = replace(request, seed=call_seed(self.config.seed, role, request))
             async with self._limit(role):
                 gen: Generation = await generator.generate_step(request)
             text = text + prompts.SEPARATOR + gen.text if calls else gen.text

@@ -26,7 +26,7 @@ def test_demo_routes_two_problems_and_a_rerun_is_served_from_the_cache(tmp_path:
     args = ["demo", "--n", "2", "--dataset", str(GSM8K), "--out", str(out), "--quantiles", "0.5", *TINY, *SHORT]
     first = invoke(*args)
     assert first.exit_code == 0, first.output
-    for method in ("weak", "strong", "thr:", "random:", "PGR", "strong share"):
+    for method in ("weak", "strong", "thr:", "random:", "PGR", "share"):
         assert method in first.output
     assert "TRIM live on problem" in first.output  # the first problem streamed step by step
     assert (out / "demo.png").stat().st_size > 0

@@ -62,7 +62,13 @@ async def _eval(config: RunConfig, problems: list, methods: list, run: RunDir, s
 
 @app.command("eval")
 def eval_(
-    dataset: Annotated[str, typer.Option(help="JSONL file or dataset name (gsm8k-offline, math500, ...).")],
+    dataset: Annotated[
+        str | None, typer.Option(help="JSONL file or dataset name (gsm8k-offline, math500, ...).")
+    ] = None,
+    sim: Annotated[
+        str | None,
+        typer.Option(help="Simulate both models and the scorer with a calibrated preset (qwen1.5b-7b, ...)."),
+    ] = None,
     methods: Annotated[
         list[str] | None,
         typer.Option(help=f"Methods, space-separated or repeated (default: {DEFAULT_METHODS!r}); see docs."),
@@ -81,7 +87,7 @@ def eval_(
     max_steps: Annotated[int | None, typer.Option(help="Steps per solution (default 30).")] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed (default 0); seeded calls are cached.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Problems in flight.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Only the first N problems.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N problems (--sim: N problems, default 1000).")] = None,
     shuffle: Annotated[bool, typer.Option(help="Shuffle the problems (with --seed) before --limit.")] = False,
     problem_field: Annotated[str | None, typer.Option(help="Field holding the problem text (user JSONL).")] = None,
     answer_field: Annotated[str | None, typer.Option(help="Field holding the reference answer.")] = None,
@@ -98,8 +104,15 @@ def eval_(
     from trimroute.eval.prices import load_prices, role_prices
 
     with handle_errors():
+        if (dataset is None) == (sim is None):
+            raise ConfigError("give exactly one of --dataset FILE|NAME or --sim PRESET")
+        sets = list(set_ or [])
+        if sim is not None:
+            sets = ["weak.kind=sim", f"weak.options={{preset: {sim}, role: weak}}", "strong.kind=sim",
+                    f"strong.options={{preset: {sim}, role: strong}}", "scorer.kind=sim",
+                    f"scorer.options={{preset: {sim}}}", *sets]  # fmt: skip
         config = resolve_config(
-            config_file, set_ or [], None,
+            config_file, sets, None,
             weak_url=weak_url, weak_model=weak_model, strong_url=strong_url, strong_model=strong_model, api=api,
             scorer=scorer, scorer_url=scorer_url, scorer_model=scorer_model, budget=budget, max_steps=max_steps,
             seed=seed, concurrency=concurrency,
@@ -108,10 +121,17 @@ def eval_(
         if bootstrap < 1 or router_folds < 2:
             raise ConfigError("--bootstrap must be >= 1 and --router-folds >= 2")
         data_seed = config.engine.seed or 0
-        problems = load_dataset(
-            dataset, problem_field=problem_field, answer_field=answer_field, limit=limit, seed=data_seed,
-            shuffle=shuffle,
-        )  # fmt: skip
+        if sim is not None:
+            from trimroute.learn.simulator import simulated_problems
+
+            dataset = f"sim:{sim}"
+            problems = simulated_problems(limit or 1000, seed=data_seed)
+        else:
+            assert dataset is not None
+            problems = load_dataset(
+                dataset, problem_field=problem_field, answer_field=answer_field, limit=limit, seed=data_seed,
+                shuffle=shuffle,
+            )  # fmt: skip
         run = RunDir(out or Path("runs") / f"eval.{Path(dataset).stem.replace(':', '_')}")
         role_models = {"weak": config.weak.model, "strong": config.strong.model}
         if config.scorer.kind != "none":

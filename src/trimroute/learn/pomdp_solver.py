@@ -86,7 +86,8 @@ class POMDPSolution:
         padded = np.zeros((len(self.alphas), counts.max(), 3))
         for i, a in enumerate(self.alphas):
             padded[i, : len(a)] = a
-        np.savez(out / "arrays.npz", alphas=padded, alpha_counts=counts, **self.model.arrays())
+        arrays = {"alphas": padded, "alpha_counts": counts, **self.model.arrays()}
+        np.savez(out / "arrays.npz", **arrays)  # type: ignore[arg-type]  # numpy stubs mistype **kwds
         config = {
             "format": FORMAT,
             "trimroute_version": version("trimroute"),

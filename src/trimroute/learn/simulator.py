@@ -17,7 +17,7 @@ of the pre-fill the engine sends:
   the step's text, so re-scoring the history returns the same scores and ``min(scores[:-1])`` is the
   real running min.
 
-Per-call randomness comes from the request's seed (``call_seed``: a hash of the pre-fill), so runs are
+Per-call randomness comes from the request's seed (``call_seed``: a hash of the prompt), so runs are
 reproducible and policies that reach the same prefix see the same draws (common random numbers).
 """
 

@@ -24,7 +24,10 @@ __all__ = [
     "RouteParams",
     "TrimOptions",
     "chunk",
+    "extension",
+    "final_chunk",
     "response",
+    "usage_body",
     "usage_chunk",
 ]
 
@@ -63,11 +66,11 @@ class TrimOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    policy: str | None = Field(None, description="policy spec overriding the model's router, e.g. thr:0.6")
-    threshold: float | None = Field(None, ge=0.0, le=1.0, description="shorthand for policy thr:<threshold>")
-    budget: int | None = Field(None, ge=0, description="cap on strong-model tokens for this request")
-    max_steps: int | None = Field(None, ge=1)
-    trace: bool = Field(False, description="return every step: text, role, score, action, tokens")
+    policy: str | None = Field(default=None, description="policy spec overriding the model's router, e.g. thr:0.6")
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0, description="shorthand for policy thr:<threshold>")
+    budget: int | None = Field(default=None, ge=0, description="cap on strong-model tokens for this request")
+    max_steps: int | None = Field(default=None, ge=1)
+    trace: bool = Field(default=False, description="return every step: text, role, score, action, tokens")
 
     @model_validator(mode="after")
     def _one_policy(self) -> TrimOptions:
@@ -92,7 +95,7 @@ class _RoutedRequest(BaseModel):
     model: str
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
     seed: int | None = None
     n: int = 1
     logprobs: bool | int | None = None
@@ -141,7 +144,7 @@ class ChatCompletionRequest(_RoutedRequest):
     """``POST /v1/chat/completions``. The last message, a user turn, is routed; earlier turns are context."""
 
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _last_is_user(self) -> ChatCompletionRequest:
