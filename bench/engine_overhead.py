@@ -7,13 +7,16 @@
    Engine time per step = (engine run - direct calls) / steps; the ratio is engine run / direct calls.
 2. Real run: starts ``python -m llama_cpp.server`` with SmolLM2-135M, runs ``--gsm8k`` problems of
    ``../shared/data/gsm8k_test.jsonl`` one at a time (weak, strong and judge all on that server, TRIM-Thr
-   0.5) and reports the wall time and the time not spent waiting on the server, per step.
+   0.5, ``--max-step-tokens`` per step and 4x that per solution) and reports the wall time and the time
+   not spent waiting on the server, per step.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -94,12 +97,13 @@ async def overhead(n: int) -> dict[str, float]:
             "per_step_us": (engine_s - direct_s) / steps * 1e6, "ratio": engine_s / direct_s}  # fmt: skip
 
 
-async def real_run(server: LlamaServer, n: int) -> dict[str, float]:
+async def real_run(server: LlamaServer, n: int, max_step_tokens: int) -> dict[str, float]:
     problems = load_dataset(str(GSM8K), limit=n)
     cfg = BackendConfig(kind="openai", model=server.model, base_url=server.base_url)
     weak, strong = Timed(OpenAIGenerator(cfg)), Timed(OpenAIGenerator(cfg))
     judge = Timed(JudgeScorer(ScorerConfig(kind="judge", model=server.model, base_url=server.base_url)))
-    engine = Engine(weak, strong, judge, EngineConfig(concurrency=1, max_step_tokens=256, max_solution_tokens=1024))
+    rules = EngineConfig(concurrency=1, max_step_tokens=max_step_tokens, max_solution_tokens=4 * max_step_tokens)
+    engine = Engine(weak, strong, judge, rules)
     steps = strong_steps = 0
     t0 = time.perf_counter()
     with Progress() as progress:
@@ -107,6 +111,10 @@ async def real_run(server: LlamaServer, n: int) -> dict[str, float]:
         async for t in engine.run(problems, parse_policy("thr:0.5")):
             steps += len(t.steps)
             strong_steps += sum(s.role == "strong" for s in t.steps)
+            progress.console.log(
+                f"{t.problem.id}: {len(t.steps)} steps, {t.escalations} strong, {t.stop_reason.value}, "
+                f"{t.wall_time_s:.1f}s"
+            )
             progress.advance(task)
     wall = time.perf_counter() - t0
     await engine.aclose()
@@ -119,8 +127,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--problems", type=int, default=2000)
     ap.add_argument("--gsm8k", type=int, default=5)
+    ap.add_argument("--max-step-tokens", type=int, default=128)
     ap.add_argument("--skip-server", action="store_true")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that a timeout still stops the server
     console = Console()
     o = asyncio.run(overhead(args.problems))
     console.print(
@@ -130,7 +140,7 @@ def main() -> None:
     if args.skip_server:
         return
     with LlamaServer(smollm2_path()) as server:
-        r = asyncio.run(real_run(server, args.gsm8k))
+        r = asyncio.run(real_run(server, args.gsm8k, args.max_step_tokens))
     console.print(
         f"llama.cpp SmolLM2: {r['problems']} GSM8K problems, {r['steps']} steps ({r['strong_steps']} strong), "
         f"wall {r['wall_s']:.1f}s, waiting on the server {r['waited_s']:.1f}s, "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,19 +27,28 @@ from trimroute.eval.plots import plot_curves
 from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
 from trimroute.policies import parse_policy
 
-THRESHOLDS = [round(k, 2) for k in np.arange(0.0, 1.0001, 0.05)]
+THRESHOLDS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]
 
 
-def outcomes(preset: str, spec: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-problem correctness and strong tokens of ``spec`` on the first ``n`` test problems (id order)."""
+def outcomes(preset: str, spec: str, n: int, cache: Path | None) -> np.ndarray:
+    """Per-problem correctness and strong tokens of ``spec`` on the first ``n`` test problems (id order),
+    as a (2, n) array; kept in ``cache`` (keyed by preset, n and spec: artifacts must not change)."""
+    file = None
+    if cache is not None:
+        file = cache / (re.sub(r"[^A-Za-z0-9.=-]+", "_", f"{preset}.{n}.{spec}") + ".npy")
+        if file.exists():
+            return np.load(file)
 
     async def go() -> list:
         engine = simulated_engine(preset, seed=0)
         return [t async for t in engine.run(simulated_problems(n, seed=0), parse_policy(spec))]
 
     trajectories = sorted(asyncio.run(go()), key=lambda t: int(t.problem.id.rsplit("-", 1)[1]))
-    return (np.array([is_sim_correct(t) for t in trajectories], float),
-            np.array([t.strong_tokens for t in trajectories], float))
+    result = np.array([[is_sim_correct(t) for t in trajectories], [t.strong_tokens for t in trajectories]], float)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        np.save(file, result)
+    return result
 
 
 def mean_ci(x: np.ndarray) -> list[float]:
@@ -59,6 +69,7 @@ def main() -> None:
     ap.add_argument("--agg", help="curve.json of a `trim train agg` sweep")
     ap.add_argument("--seq", help="curve.json of a `trim train seq` sweep")
     ap.add_argument("--pomdp", nargs="*", type=float, default=[], help="λ values to solve TRIM-POMDP at")
+    ap.add_argument("--cache", type=Path, help="folder keeping each policy's outcomes between runs")
     ap.add_argument("--out", default="docs/rl_results.json")
     ap.add_argument("--plot", default="docs/img/rl_sim_curves")
     args = ap.parse_args()
@@ -75,7 +86,7 @@ def main() -> None:
         task = progress.add_task("policies", total=sum(len(v) for v in runs.values()))
         for points in runs.values():
             for _, spec in points:
-                results[spec] = np.stack(outcomes(args.preset, spec, args.problems))
+                results[spec] = outcomes(args.preset, spec, args.problems, args.cache)
                 progress.advance(task)
 
     curves = {name: [(float(results[s][1].mean()), float(results[s][0].mean())) for _, s in pts]

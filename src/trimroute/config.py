@@ -93,9 +93,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(
-            f"unknown config key {where + unknown[0]!r}; valid keys: {', '.join(sorted(known))}"
-        )
+        raise ConfigError(f"unknown config key {where + unknown[0]!r}; valid keys: {', '.join(sorted(known))}")
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]

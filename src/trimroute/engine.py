@@ -29,8 +29,8 @@ from trimroute.types import (
     Problem,
     Role,
     Step,
-    StopReason,
     StepRequest,
+    StopReason,
     Trajectory,
     Usage,
 )
@@ -49,9 +49,7 @@ class EngineConfig:
     degenerate_retries: int = 3
     seed: int | None = 0  # None = unseeded sampling
     concurrency: int = 8  # problems in flight
-    backend_concurrency: Mapping[str, int] = field(
-        default_factory=lambda: {"weak": 8, "strong": 8, "scorer": 8}
-    )
+    backend_concurrency: Mapping[str, int] = field(default_factory=lambda: {"weak": 8, "strong": 8, "scorer": 8})
     weak_logprobs: bool = False  # ask the weak model for token logprobs (confidence scorers use them)
     instruction: str = prompts.INSTRUCTION
 
@@ -318,8 +316,12 @@ class Engine:
             calls=calls,
             token_logprobs=tuple(logprobs) if logprobs is not None else None,
         )
-        if role == "strong" and budget_left is not None and gen.finish_reason is FinishReason.LENGTH \
-                and limit < max_tokens:
+        if (
+            role == "strong"
+            and budget_left is not None
+            and gen.finish_reason is FinishReason.LENGTH
+            and limit < max_tokens
+        ):
             return None, usage.add("strong", discarded_tokens=generated)
         return step, usage
 

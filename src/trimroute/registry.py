@@ -29,9 +29,7 @@ class Registry(Generic[T]):
         try:
             entry = self._entries[name]
         except KeyError:
-            raise ConfigError(
-                f"unknown {self.kind} {name!r}; valid: {', '.join(sorted(self._entries))}"
-            ) from None
+            raise ConfigError(f"unknown {self.kind} {name!r}; valid: {', '.join(sorted(self._entries))}") from None
         if isinstance(entry, str):
             module, _, attr = entry.partition(":")
             entry = getattr(importlib.import_module(module), attr)

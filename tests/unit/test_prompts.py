@@ -22,8 +22,9 @@ def test_render_chatml_leaves_the_assistant_turn_open() -> None:
     assert text.endswith("<|im_end|>\n<|im_start|>assistant\nSolution:\n\n")
 
 
-@pytest.mark.parametrize(("text", "degenerate"), [("", True), ("  \n", True), ("---", True), ("**.**", True),
-                                                  ("x", False), ("1.", False)])
+@pytest.mark.parametrize(
+    ("text", "degenerate"), [("", True), ("  \n", True), ("---", True), ("**.**", True), ("x", False), ("1.", False)]
+)
 def test_degenerate_steps(text: str, degenerate: bool) -> None:
     assert prompts.is_degenerate(text) is degenerate
 

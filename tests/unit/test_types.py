@@ -17,7 +17,9 @@ from trimroute.types import (
 
 
 def make_trajectory() -> Trajectory:
-    usage = Usage().add("weak", calls=3, generated_tokens=30, discarded_tokens=5).add("strong", calls=1, generated_tokens=9)
+    usage = (
+        Usage().add("weak", calls=3, generated_tokens=30, discarded_tokens=5).add("strong", calls=1, generated_tokens=9)
+    )
     return Trajectory(
         problem=Problem("7", "What is 2+2?", "4", {"source": "unit"}),
         steps=(

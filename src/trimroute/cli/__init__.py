@@ -13,16 +13,7 @@ app = typer.Typer(
 )
 
 # Each module registers its commands on ``app``.
-from trimroute.cli import run  # noqa: E402,F401
-from trimroute.cli import serve  # noqa: E402,F401
-from trimroute.cli import train  # noqa: E402,F401
-from trimroute.cli import demo  # noqa: E402,F401
-from trimroute.cli import models  # noqa: E402,F401
-from trimroute.cli import eval  # noqa: E402,F401
-from trimroute.cli import report  # noqa: E402,F401
-from trimroute.cli import grade  # noqa: E402,F401
-from trimroute.cli import pomdp  # noqa: E402,F401
-from trimroute.cli import fit  # noqa: E402,F401
+from trimroute.cli import demo, eval, fit, grade, models, pomdp, report, run, serve, train  # noqa: E402,F401
 
 
 def main() -> None:

@@ -87,7 +87,9 @@ def eval_(
     max_steps: Annotated[int | None, typer.Option(help="Steps per solution (default 30).")] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed (default 0); seeded calls are cached.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Problems in flight.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Only the first N problems (--sim: N problems, default 1000).")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N problems (--sim: N problems, default 1000).")
+    ] = None,
     shuffle: Annotated[bool, typer.Option(help="Shuffle the problems (with --seed) before --limit.")] = False,
     problem_field: Annotated[str | None, typer.Option(help="Field holding the problem text (user JSONL).")] = None,
     answer_field: Annotated[str | None, typer.Option(help="Field holding the reference answer.")] = None,

@@ -149,7 +149,9 @@ def _default_out(dataset: str, policy: str) -> Path:
 def run(
     problem: Annotated[str | None, typer.Option(help="Solve one problem given as text.")] = None,
     dataset: Annotated[str | None, typer.Option(help="JSONL file or dataset name (see trim eval --help).")] = None,
-    config_file: Annotated[Path | None, typer.Option("--config", help="YAML or TOML config; flags override it.")] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="YAML or TOML config; flags override it.")
+    ] = None,
     weak_url: Annotated[str | None, typer.Option(help="Weak model endpoint, e.g. http://localhost:8000/v1")] = None,
     weak_model: Annotated[str | None, typer.Option(help="Weak model name as served.")] = None,
     strong_url: Annotated[str | None, typer.Option(help="Strong model endpoint.")] = None,
@@ -168,7 +170,9 @@ def run(
     problem_field: Annotated[str | None, typer.Option(help="Field holding the problem text (user JSONL).")] = None,
     answer_field: Annotated[str | None, typer.Option(help="Field holding the reference answer.")] = None,
     out: Annotated[Path | None, typer.Option(help="Trajectory JSONL; rerunning with the same file resumes.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override any config key: engine.max_step_tokens=256")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override any config key: engine.max_step_tokens=256")
+    ] = None,
 ) -> None:
     """Route one problem or a dataset through weak model, step scorer, policy and strong model."""
     with handle_errors():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -288,12 +288,9 @@ def train_sweep(
     points = []
     for lam in sorted(lams, reverse=True):
         folder = lam_folder(out, lam)
-        best = train_policy(setup, TrainConfig(**{**_fields(config), "lam": lam}), folder, progress)
+        best = train_policy(setup, replace(config, lam=lam), folder, progress)
         points.append({"lam": lam, "policy": f"{config.kind}:{folder / 'policy'}", "validation": best})
     curve = out / "curve.json"
     curve.write_text(json.dumps({"kind": config.kind, **setup.description, "points": points}, indent=1) + "\n")
     return curve
 
-
-def _fields(config: TrainConfig) -> dict[str, Any]:
-    return {k: getattr(config, k) for k in config.__dataclass_fields__}

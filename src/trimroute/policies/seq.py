@@ -30,8 +30,7 @@ class StepSequenceExtractor(BaseFeaturesExtractor):
         max_steps, columns = observation_space.shape
         self.embed = nn.Linear(columns, d_model)
         self.position = nn.Parameter(torch.randn(max_steps, d_model) * 0.02)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward=2 * d_model, dropout=0.0,
-                                           batch_first=True)
+        layer = nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward=2 * d_model, dropout=0.0, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         causal = torch.triu(torch.ones(max_steps, max_steps, dtype=torch.bool), diagonal=1)
         self.register_buffer("causal", causal, persistent=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from tokenize import TokenError
 from typing import TYPE_CHECKING
 
 import sympy
@@ -73,7 +74,7 @@ def _evaluate(side: str) -> sympy.Expr | None:
         if any(isinstance(p, sympy.Pow) and abs(p.exp) > _MAX_EXPONENT for p in sympy.preorder_traversal(tree)):
             return None
         value = sympy.nsimplify(tree.doit(), rational=True) if tree.has(sympy.Float) else tree.doit()
-    except (SyntaxError, TypeError, ValueError, ZeroDivisionError, AttributeError, sympy.SympifyError):
+    except (SyntaxError, TokenError, TypeError, ValueError, ZeroDivisionError, OverflowError, sympy.SympifyError):
         return None
     return value if value.is_number and value.is_finite else None
 

@@ -45,6 +45,7 @@ async def test_more_right_claims_raise_the_score() -> None:
         ("3x + 2 = 11", []),
         ("10^1000 = 5", []),  # too large to evaluate safely: skipped
         ("1/0 = 3", []),
+        ("(2 + 3 = 5", []),  # unbalanced: not an expression
     ],
 )
 def test_claims(text: str, expected: list[tuple[str, str, bool]]) -> None:
