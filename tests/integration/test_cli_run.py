@@ -3,19 +3,23 @@ and bad input giving one-line errors with a non-zero exit."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from trimroute.cli import app
-from trimroute.testing.llama_server import LlamaServer
+from trimroute.testing.llama_server import LlamaServer, free_port
 from trimroute.trajectories import read_trajectories
 
 pytestmark = pytest.mark.slow
@@ -121,3 +125,70 @@ def test_bad_arguments_and_files(tmp_path: Path) -> None:
     data.write_text(json.dumps({"question": "", "answer": "#### 2"}) + "\n")
     _one_line_error(invoke("run", "--dataset", str(data), "--policy", "weak"), "d.jsonl:1")
     _one_line_error(invoke("run", "--policy", "weak"), "--problem TEXT or --dataset FILE")
+
+
+@contextlib.contextmanager
+def serve_app(app) -> Iterator[str]:
+    """Run an ASGI app with uvicorn on a free loopback port in a thread; yield its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join()
+
+
+def broken_backend(delay_s: float = 0.0):
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    def models() -> dict:
+        return {"object": "list", "data": [{"id": "m", "object": "model"}]}
+
+    @app.post("/v1/completions")
+    async def completions() -> JSONResponse:
+        await asyncio.sleep(delay_s)
+        return JSONResponse({"error": {"message": "internal error"}}, status_code=500)
+
+    return app
+
+
+def test_server_answering_500_or_hanging() -> None:
+    fast = [
+        "--problem",
+        "1+1?",
+        "--policy",
+        "weak",
+        "--set",
+        "weak.max_retries=1",
+        "--set",
+        "weak.options={backoff_s: 0}",
+    ]
+    with serve_app(broken_backend()) as url:
+        args = ["--weak-url", f"{url}/v1", "--weak-model", "m", "--strong-url", f"{url}/v1", "--strong-model", "m"]
+        _one_line_error(invoke("run", *fast, *args), "500")
+    with serve_app(broken_backend(delay_s=5)) as url:
+        args = ["--weak-url", f"{url}/v1", "--weak-model", "m", "--strong-url", f"{url}/v1", "--strong-model", "m"]
+        _one_line_error(invoke("run", *fast, *args, "--set", "weak.timeout_s=0.3"), "0.3")
+
+
+def test_scorer_returning_fewer_scores_than_steps(llama_server: LlamaServer) -> None:
+    from trimroute.testing.pooling import pooling_app
+
+    # a PRM server whose step tag differs from the client's: it finds no tags and returns no scores
+    with serve_app(pooling_app("prm", "<wrong_tag>", 1)) as url:
+        r = invoke(
+            "run", "--problem", "1+1?", *endpoints(llama_server), "--policy", "thr:0.5",
+            "--scorer", "qwen-prm", "--scorer-url", url, "--scorer-model", "prm", *SHORT,
+        )  # fmt: skip
+    _one_line_error(r, "0 step scores for 1 steps")

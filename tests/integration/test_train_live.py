@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 GSM8K = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k_test.jsonl"
 # short solutions keep the test fast; the confidence scorer needs no extra model calls
-RULES = ["engine.max_steps=3", "engine.max_step_tokens=12", "engine.weak_logprobs=true", "scorer.kind=confidence"]
+RULES = ["engine.max_steps=3", "engine.max_step_tokens=16", "engine.weak_logprobs=true", "scorer.kind=confidence"]
 
 
 def settings(server: LlamaServer) -> list[str]:

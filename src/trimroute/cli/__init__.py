@@ -13,7 +13,8 @@ app = typer.Typer(
 )
 
 # Each module registers its commands on ``app``.
-from trimroute.cli import demo, eval, fit, grade, models, pomdp, report, run, serve, train  # noqa: E402,F401
+# Listed in the order `trim --help` shows them.
+from trimroute.cli import run, eval, grade, report, demo, models, pomdp, fit, train, serve  # noqa: E402,F401,I001
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -11,7 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from trimroute.cli import app
 from trimroute.cli.common import console, handle_errors
 from trimroute.errors import ConfigError
-from trimroute.learn.train import TrainingSetup
+
+if TYPE_CHECKING:  # torch loads only when a training command runs
+    from trimroute.learn.train import TrainingSetup
 
 SIM_TRAIN_SET, SIM_VALIDATION_SET = 1000, 2000  # simulated problem sets apart from trim eval's (set 0...)
 
@@ -20,6 +22,7 @@ def sim_setup(preset: str, train_problems: int, val_problems: int, seed: int) ->
     """Episodes from the calibrated simulator of ``preset`` (``learn.simulator``)."""
     from trimroute.learn.presets import load_params
     from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
+    from trimroute.learn.train import TrainingSetup
 
     params = load_params(preset)  # fails fast on an unknown preset
     return TrainingSetup(
@@ -38,6 +41,7 @@ def live_setup(config_file: Path | None, sets: list[str], dataset: str, val_prob
     from trimroute.cli.run import resolve_config
     from trimroute.data.datasets import load_dataset
     from trimroute.data.grading import grade_trajectory
+    from trimroute.learn.train import TrainingSetup
 
     config = resolve_config(config_file, sets, None)
     if config.scorer.kind == "none":

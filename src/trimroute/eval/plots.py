@@ -11,8 +11,6 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from trimroute.errors import DataError
 from trimroute.eval.metrics import Point, upper_envelope
@@ -41,6 +39,9 @@ def plot_curves(
     """
     if not curves:
         raise DataError("nothing to plot: no method has points")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # matplotlib loads only when plotting
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(7.0, 4.8), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()

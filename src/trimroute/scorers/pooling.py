@@ -81,6 +81,11 @@ class PoolingPRM:
                 f"{self.name} scorer got {len(rows)} step scores for {len(steps)} steps; is the server using "
                 "step pooling with this model's step tag, and do steps contain the tag text?"
             )
+        if len(rows) < len(steps) and self.truncate is None:
+            raise ScorerError(
+                f"{self.name} scorer got {len(rows)} step scores for {len(steps)} steps; check the server's step "
+                "tag, or set options.truncate_prompt_tokens if it truncates long prompts on the left"
+            )
         scores = [1.0] * (len(steps) - len(rows))  # leading steps cut off by left truncation
         scores += [positive_probability(row, self.positive_index) for row in rows]
         usage = data.get("usage") or {}
