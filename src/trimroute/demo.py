@@ -271,9 +271,13 @@ async def _demo(cfg: DemoConfig, console: Console) -> DemoResult:
         summary = summarize(name, trajectories, strong_only_tokens=c_strong)
         gain = pgr(summary.accuracy, r_weak, r_strong) if summary.accuracy is not None else None
         rows.append(DemoRow(name, summary, gain, elapsed))
+    # both families run from weak-only (route nothing) to strong-only (route every step)
+    ends = [(0.0, r_weak), (c_strong, r_strong)]
     curves = {
-        label: [(r.summary.mean_strong_tokens, r.summary.accuracy or 0.0) for r in rows if r.method.startswith(prefix)]
-        for label, prefix in (("TRIM-Thr", "thr:"), ("random (matched)", "random:"))
+        label: sorted(
+            ends + [(r.summary.mean_strong_tokens, r.summary.accuracy or 0.0) for r in rows if r.method.startswith(p)]
+        )
+        for label, p in (("TRIM-Thr", "thr:"), ("random (matched)", "random:"))
     }
     plot = plot_curves(
         {k: v for k, v in curves.items() if v},
@@ -281,7 +285,7 @@ async def _demo(cfg: DemoConfig, console: Console) -> DemoResult:
         r_weak=r_weak,
         r_strong=r_strong,
         c_strong=c_strong or None,
-        title=f"{cfg.weak} → {cfg.strong}, {len(problems)} problems, scorer {cfg.scorer}",
+        title=f"{cfg.weak} → {cfg.strong}\n{len(problems)} problems, scorer {cfg.scorer}",
     )
     return DemoResult(tuple(rows), plot, cfg.out, hits, misses, tuple(thresholds))
 

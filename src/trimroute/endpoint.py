@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from trimroute.config import BackendConfig, ScorerConfig
 
 from trimroute.errors import (
     BackendError,
@@ -81,6 +84,27 @@ class Endpoint:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
         self._client = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport, limits=limits
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: BackendConfig | ScorerConfig,
+        *,
+        base_url: str | None = None,
+        models_url: str = "/models",
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Endpoint:
+        """The endpoint a backend's config describes (``base_url`` overrides the config's)."""
+        return cls(
+            base_url if base_url is not None else config.base_url,
+            config.model,
+            api_key_env=config.api_key_env,
+            timeout_s=config.timeout_s,
+            max_retries=config.max_retries,
+            backoff_s=float(config.options.get("backoff_s", 0.5)),
+            models_url=models_url,
+            transport=transport,
         )
 
     def url(self, path: str) -> str:

@@ -51,15 +51,7 @@ class OpenAIGenerator:
         self.api = config.api
         self.extra_body: Mapping[str, Any] = dict(config.options.get("extra_body") or {})
         self.template = load_template(config.chat_template, config.options.get("template_vars"))
-        self.endpoint = Endpoint(
-            config.base_url,
-            config.model,
-            api_key_env=config.api_key_env,
-            timeout_s=config.timeout_s,
-            max_retries=config.max_retries,
-            backoff_s=float(config.options.get("backoff_s", 0.5)),
-            transport=transport,
-        )
+        self.endpoint = Endpoint.from_config(config, transport=transport)
 
     def payload(self, request: StepRequest) -> tuple[str, dict[str, Any]]:
         """The path and JSON body of the request for one step."""

@@ -77,15 +77,7 @@ class JudgeScorer:
         self.template = load_template(str(opts.get("chat_template", "chatml")))
         self.model = config.model
         self._cache: OrderedDict[str, float] = OrderedDict()
-        self.endpoint = Endpoint(
-            config.base_url,
-            config.model,
-            api_key_env=config.api_key_env,
-            timeout_s=config.timeout_s,
-            max_retries=config.max_retries,
-            backoff_s=float(opts.get("backoff_s", 0.5)),
-            transport=transport,
-        )
+        self.endpoint = Endpoint.from_config(config, transport=transport)
 
     def payload(self, problem: Problem, steps: Sequence[Step]) -> tuple[str, dict[str, Any]]:
         messages = judge_messages(problem, steps)

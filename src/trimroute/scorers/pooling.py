@@ -52,16 +52,7 @@ class PoolingPRM:
         root = root[: -len("/v1")] if root.endswith("/v1") else root
         self.config = config
         self.truncate = config.options.get("truncate_prompt_tokens")
-        self.endpoint = Endpoint(
-            root,
-            config.model,
-            api_key_env=config.api_key_env,
-            timeout_s=config.timeout_s,
-            max_retries=config.max_retries,
-            backoff_s=float(config.options.get("backoff_s", 0.5)),
-            models_url="/v1/models",
-            transport=transport,
-        )
+        self.endpoint = Endpoint.from_config(config, base_url=root, models_url="/v1/models", transport=transport)
 
     def input(self, problem: Problem, steps: Sequence[Step]) -> dict[str, Any]:
         """The part of the request that carries the text (``messages`` or ``input``)."""
