@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import typer
 from rich.console import Console
 
-from trimroute.errors import TrimError
+from trimroute.errors import ConfigError, TrimError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -25,3 +25,14 @@ def handle_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: finished work is saved; rerun the same command to resume")
         raise typer.Exit(130) from None
+
+
+def numbers_option(flag: str, first: list[float], extra: list[str]) -> list[float]:
+    """``--lam 8e-4 5e-4``: typer takes one value per option; the rest arrive as extra arguments."""
+    values = list(first)
+    for item in extra:
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise ConfigError(f"unexpected argument {item!r}; {flag} takes numbers (e.g. {flag} 8e-4 5e-4)") from None
+    return values

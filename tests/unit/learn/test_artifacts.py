@@ -1,4 +1,5 @@
 import json
+from typing import cast
 
 import numpy as np
 import pytest
@@ -43,7 +44,7 @@ def test_folder_is_self_describing_and_holds_no_pickles(tmp_path):
 
 def test_decide_is_the_networks_argmax(tmp_path):
     network = save(tmp_path)
-    policy = parse_policy(f"agg:{tmp_path}")
+    policy = cast(LearnedPolicy, parse_policy(f"agg:{tmp_path}"))
     obs = Observation("p", (0.9, 0.2), (40, 80), (Action.CONTINUE,), 0, None)
     x = policy.features(obs)
     logits = network.get_distribution(network.obs_to_tensor(x)[0]).distribution.logits

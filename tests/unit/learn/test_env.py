@@ -1,5 +1,5 @@
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -55,9 +55,11 @@ def test_rewards_price_strong_tokens_and_pay_the_answer_on_the_last_step():
         obs, reward, done, info = env.step(np.array([0]))  # keep "one two"
         assert reward[0] == 0.0 and not done[0] and info[0] == {}
         obs, reward, done, _ = env.step(np.array([1]))  # the strong model rewrites step 1 with 3 tokens
+        assert isinstance(obs, np.ndarray)
         assert reward[0] == pytest.approx(-LAM * 3) and not done[0]
         np.testing.assert_allclose(obs[0][:2], [0.9, 0.9])  # the rewrite scores 0.9: min of previous is 0.9
         obs, reward, done, info = env.step(np.array([1]))  # regenerating the final proposal ends the solution
+        assert isinstance(obs, np.ndarray)
         assert done[0]
         assert reward[0] == pytest.approx(1.0 - LAM * 2)  # terminal reward on the step that ended it
         assert info[0]["correct"] is True and info[0]["strong_tokens"] == 5
@@ -89,10 +91,10 @@ class CountingGenerator:
     inner: ScriptedGenerator
     in_flight: int = 0
     peak: int = 0
+    model: str = field(init=False)
 
-    @property
-    def model(self) -> str:
-        return self.inner.model
+    def __post_init__(self) -> None:
+        self.model = self.inner.model
 
     async def generate_step(self, request: StepRequest) -> Generation:
         self.in_flight += 1
@@ -123,6 +125,7 @@ def test_seq_observations_grow_with_the_history():
     try:
         env.reset()
         obs, *_ = env.step(np.array([1]))
+        assert isinstance(obs, np.ndarray)
         assert obs.shape == (1, 30, 4)
         np.testing.assert_allclose(obs[0][:2, 0], [1, 1])
         assert obs[0][0, 3] == 1.0 and not obs[0][2:].any()
@@ -167,6 +170,7 @@ def test_simulator_episode_returns_are_the_answer_minus_the_strong_token_price()
         rng = np.random.default_rng(0)
         for _ in range(60):
             obs, rewards, dones, infos = env.step(rng.integers(0, 2, size=8))
+            assert isinstance(obs, np.ndarray)
             assert env.observation_space.contains(obs[0])
             returns += rewards
             for i in np.flatnonzero(dones):

@@ -28,7 +28,7 @@ def test_kaplan_meier_recovers_lengths_from_censored_data() -> None:
     lengths = rng.choice(np.arange(1, 6), p=TRUE_PMF, size=20000)
     first_error = rng.integers(1, 6, size=lengths.size)
     censored = first_error <= lengths  # an error happened: only "at least first_error steps" is known
-    pmf = kaplan_meier_length_pmf(lengths[~censored], first_error[censored], max_steps=5)
+    pmf = kaplan_meier_length_pmf(lengths[~censored].tolist(), first_error[censored].tolist(), max_steps=5)
     assert np.allclose(pmf, TRUE_PMF, atol=0.015)
 
 
@@ -36,7 +36,7 @@ def test_next_step_accuracy_mle_recovers_p() -> None:
     rng = np.random.default_rng(1)
     lengths = rng.integers(1, 12, size=20000)
     correct = rng.random(lengths.size) < 0.9**lengths
-    assert fit_next_step_accuracy(lengths, correct) == pytest.approx(0.9, abs=0.003)
+    assert fit_next_step_accuracy(lengths.tolist(), correct.tolist()) == pytest.approx(0.9, abs=0.003)
 
 
 def _labelled_records(n: int, rng: np.random.Generator) -> list[dict]:

@@ -1,4 +1,5 @@
 import json
+from typing import cast
 
 import pytest
 from typer.testing import CliRunner
@@ -8,6 +9,7 @@ from trimroute.engine import Engine
 from trimroute.errors import ConfigError
 from trimroute.learn.train import PPOConfig, TrainConfig, TrainingSetup, train_policy, train_sweep
 from trimroute.policies import parse_policy
+from trimroute.policies.agg import LearnedPolicy
 from trimroute.testing import ScriptedGenerator, ScriptedScorer
 from trimroute.types import Action, Observation, Problem
 
@@ -91,7 +93,8 @@ def test_cli_trains_a_lambda_sweep_in_the_simulator(tmp_path):
     assert result.exit_code == 0, result.output
     curve = json.loads((tmp_path / "curve.json").read_text())
     assert curve["env"] == "sim:qwen1.5b-7b" and [p["lam"] for p in curve["points"]] == [2e-3, 5e-4]
-    assert parse_policy(f"agg:{tmp_path / 'lam_0.0005' / 'policy'}").features.name == "official"
+    policy = cast(LearnedPolicy, parse_policy(f"agg:{tmp_path / 'lam_0.0005' / 'policy'}"))
+    assert policy.features.name == "official"
 
 
 @pytest.mark.parametrize(

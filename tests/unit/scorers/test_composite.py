@@ -36,7 +36,11 @@ def fitted() -> LogisticModel:
 
 async def test_composite_ranks_wrong_steps_low() -> None:
     scorer = CompositeScorer((ArithmeticScorer(), ConfidenceScorer()), fitted())
-    steps = [weak("48/2 = 24", (-0.05, -0.1)), weak("48/2 = 25", (-0.05, -0.1)), weak("48/2 = 24", (-0.9, -1.5))]
+    steps = [
+        weak("48/2 = 24", (-0.05, -0.1)),
+        weak("48/2 = 25", (-0.05, -0.1)),  # sure of itself, but the division is wrong
+        weak("So half of them are left.", (-0.9, -1.5)),  # nothing to check, but hesitant
+    ]
     right, bad_arith, unsure = (await scorer.score(PROBLEM, steps)).values
     assert right > 0.5 > max(bad_arith, unsure)
 

@@ -39,8 +39,11 @@ def tokenizer() -> PreTrainedTokenizerFast:
 
 
 def tiny_config() -> Qwen2Config:
-    return Qwen2Config(vocab_size=len(WORDS), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=1, num_labels=2)  # fmt: skip
+    # Qwen2Config's annotated signature omits num_labels, which PretrainedConfig accepts at run time.
+    return Qwen2Config(  # type: ignore[call-arg]
+        vocab_size=len(WORDS), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, num_labels=2,
+    )  # fmt: skip
 
 
 def scorer(fmt: str, model: object, **options: object) -> HFPRMScorer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import httpx
@@ -306,7 +306,7 @@ async def test_client_disconnect_cancels_the_backend_calls(make_app: MakeApp) ->
     slow = SlowGenerator(delay_s=30)
     app = make_app(weak=slow)
     body = json.dumps(chat(model="weak")).encode()
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
     messages = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def receive() -> dict[str, Any]:
@@ -315,7 +315,7 @@ async def test_client_disconnect_cancels_the_backend_calls(make_app: MakeApp) ->
         await slow.started.wait()  # the client hangs up once the backend call is under way
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     scope = {
