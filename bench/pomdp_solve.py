@@ -43,8 +43,10 @@ def main() -> None:
     base_s = time.perf_counter() - t0
     T, n_k = model.horizon, len(model.token_probs)
     print(f"preset {args.preset}, λ={args.lam:g}")
-    print(f"hidden states 3 (+terminal) × steps {T} × token bins {n_k} × final flag 2 = {3 * T * n_k * 2} "
-          f"augmented states; observations {model.obs.shape[0]} (20×20 bins); actions 2")
+    print(
+        f"hidden states 3 (+terminal) × steps {T} × token bins {n_k} × final flag 2 = {3 * T * n_k * 2} "
+        f"augmented states; observations {model.obs.shape[0]} (20×20 bins); actions 2"
+    )
     print(f"belief points {len(segment_beliefs(model))} (two segments); alpha vectors {sum(map(len, sol.alphas))}")
     print(f"solve: median {np.median(times):.2f} s over {args.repeats} runs (target < 10 s on one core)")
     print(f"baseline (simplex grid, 496 points): {base_s:.2f} s → ratio {base_s / np.median(times):.1f}× faster")

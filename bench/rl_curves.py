@@ -89,11 +89,20 @@ def main() -> None:
                 results[spec] = outcomes(args.preset, spec, args.problems, args.cache)
                 progress.advance(task)
 
-    curves = {name: [(float(results[s][1].mean()), float(results[s][0].mean())) for _, s in pts]
-              for name, pts in runs.items() if pts}
+    curves = {
+        name: [(float(results[s][1].mean()), float(results[s][0].mean())) for _, s in pts]
+        for name, pts in runs.items()
+        if pts
+    }
     weak, strong = results["thr:0"], results["thr:1"]
-    plot_curves(curves, args.plot, r_weak=weak[0].mean(), r_strong=strong[0].mean(), c_strong=strong[1].mean(),
-                title=f"Simulator {args.preset}: {args.problems} test problems")
+    plot_curves(
+        curves,
+        args.plot,
+        r_weak=weak[0].mean(),
+        r_strong=strong[0].mean(),
+        c_strong=strong[1].mean(),
+        title=f"Simulator {args.preset}: {args.problems} test problems",
+    )
 
     lams = sorted({lam for pts in runs.values() for lam, _ in pts if lam is not None}, reverse=True)
     table = []
@@ -123,9 +132,18 @@ def main() -> None:
     report = {
         "preset": args.preset,
         "problems": args.problems,
-        "curves": {name: [{"policy": s, "lam": lam, "accuracy": float(results[s][0].mean()),
-                           "strong_tokens": float(results[s][1].mean())} for lam, s in pts]
-                   for name, pts in runs.items()},
+        "curves": {
+            name: [
+                {
+                    "policy": s,
+                    "lam": lam,
+                    "accuracy": float(results[s][0].mean()),
+                    "strong_tokens": float(results[s][1].mean()),
+                }
+                for lam, s in pts
+            ]
+            for name, pts in runs.items()
+        },
         "returns": table,
     }
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")

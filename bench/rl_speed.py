@@ -38,8 +38,9 @@ from trimroute.types import Problem, Trajectory
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_test.jsonl"
 
 
-def env_rate(engine: Engine, problems: list[Problem], grade: Callable[[Trajectory], bool], features: str,
-             n_envs: int, steps: int) -> dict[str, float]:
+def env_rate(
+    engine: Engine, problems: list[Problem], grade: Callable[[Trajectory], bool], features: str, n_envs: int, steps: int
+) -> dict[str, float]:
     """Random-action environment steps per second (the engine and models only, no learning)."""
     env = RoutingVecEnv(engine, problems, feature_set(features), 1e-3, grade, n_envs=n_envs)
     rng = np.random.default_rng(0)
@@ -79,10 +80,17 @@ def live(steps: int, n_envs: int) -> dict[str, Any]:
     server = LlamaServer(smollm2_path(), n_threads=1)
     server.start()
     try:
-        overrides = {f"{role}.{k}": v for role in ("weak", "strong")
-                     for k, v in (("base_url", server.base_url), ("model", server.model))}
-        overrides |= {"engine.max_steps": 3, "engine.max_step_tokens": 16, "engine.weak_logprobs": True,
-                      "scorer.kind": "confidence"}
+        overrides = {
+            f"{role}.{k}": v
+            for role in ("weak", "strong")
+            for k, v in (("base_url", server.base_url), ("model", server.model))
+        }
+        overrides |= {
+            "engine.max_steps": 3,
+            "engine.max_step_tokens": 16,
+            "engine.weak_logprobs": True,
+            "scorer.kind": "confidence",
+        }
         config = load_run_config(None, overrides)
         problems = load_dataset(str(GSM8K), limit=50)
 
@@ -113,8 +121,9 @@ def main() -> None:
     problems = simulated_problems(2000, seed=1000)
     report: dict[str, Any] = {"preset": args.preset, "n_envs": args.n_envs, "torch_threads": 1}
     for features in ("official", "seq"):
-        report[f"sim_env_{features}"] = env_rate(simulated_engine(args.preset), problems, is_sim_correct, features,
-                                                 args.n_envs, args.sim_steps)
+        report[f"sim_env_{features}"] = env_rate(
+            simulated_engine(args.preset), problems, is_sim_correct, features, args.n_envs, args.sim_steps
+        )
     for kind, features in (("agg", "official"), ("seq", "seq")):
         result = train_rate(kind, args.preset, args.n_envs, args.sim_steps)
         result["share_of_env_rate"] = result["steps_per_s"] / report[f"sim_env_{features}"]["steps_per_s"]

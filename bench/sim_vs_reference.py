@@ -74,8 +74,10 @@ def main() -> None:
               f"{100 * (a - ref['accuracy']):+.1f} | {t.mean():.1f} | {ref['avg_target_tokens_per_question']:.1f} | "
               f"{t.mean() - ref['avg_target_tokens_per_question']:+.1f} |")  # fmt: skip
 
-    print("\n| λ | POMDP acc % | POMDP strong tok | POMDP return | best thr (k) return | paired Δ return | "
-          "thr envelope acc at POMDP cost | model value | solve s |")
+    print(
+        "\n| λ | POMDP acc % | POMDP strong tok | POMDP return | best thr (k) return | paired Δ return | "
+        "thr envelope acc at POMDP cost | model value | solve s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     env_x = [float(t.mean()) for _, t in thr.values()]
     env_y = [float(c.mean()) for c, _ in thr.values()]

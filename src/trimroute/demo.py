@@ -27,6 +27,7 @@ from rich.table import Table
 from trimroute.config import BackendConfig, ScorerConfig
 from trimroute.data.datasets import load_dataset
 from trimroute.data.grading import grade_trajectory
+from trimroute.display import print_step
 from trimroute.engine import Engine, EngineConfig
 from trimroute.errors import ConfigError
 from trimroute.eval.metrics import MethodSummary, pgr, summarize
@@ -39,11 +40,10 @@ from trimroute.policies.base import Policy
 from trimroute.scorers import build_scorer
 from trimroute.store import CallStore
 from trimroute.trajectories import TrajectoryWriter
-from trimroute.types import Action, Problem, Step, Trajectory
+from trimroute.types import Problem, Step, Trajectory
 
 __all__ = ["DemoConfig", "DemoResult", "run_demo"]
 
-ROLE_STYLE = {"weak": "cyan", "strong": "magenta"}
 DEFAULT_DATASET = "gsm8k-offline"
 DEFAULT_QUANTILES = (0.1, 0.25, 0.4)
 
@@ -155,15 +155,7 @@ class _Live:
             self.started = True
             self.console.rule(f"TRIM live on problem {problem.id}", style="dim")
             self.console.print(problem.text, highlight=False)
-        style = ROLE_STYLE[step.role]
-        if step.score is None:
-            note = ""
-        elif step.action is Action.REGENERATE:
-            note = f" (weak step scored {step.score:.2f} → rewritten by strong)"
-        else:
-            note = f" (score {step.score:.2f})"
-        self.console.print(f"[bold {style}]{step.role}[/][dim]{note}[/]")
-        self.console.print(f"[{style}]{step.text}[/]", highlight=False)
+        print_step(self.console, step)
 
 
 def quantile_thresholds(scores: Sequence[float], quantiles: Sequence[float]) -> tuple[float, ...]:

@@ -21,8 +21,11 @@ RULES = ["engine.max_steps=3", "engine.max_step_tokens=16", "engine.weak_logprob
 
 
 def settings(server: LlamaServer) -> list[str]:
-    keys = [f"{role}.{k}={v}" for role in ("weak", "strong")
-            for k, v in (("base_url", server.base_url), ("model", server.model))]
+    keys = [
+        f"{role}.{k}={v}"
+        for role in ("weak", "strong")
+        for k, v in (("base_url", server.base_url), ("model", server.model))
+    ]
     return [arg for item in [*keys, *RULES] for arg in ("--set", item)]
 
 
@@ -45,8 +48,18 @@ def test_train_a_few_ppo_updates_on_live_rollouts_and_route_with_the_artifact(
     assert state["history"][-1]["timesteps"] >= 48  # three PPO updates of 2 x 8 decisions
 
     runs = tmp_path / "run.jsonl"
-    run = ["run", "--dataset", str(GSM8K), "--limit", "2", "--policy", f"agg:{artifact}", "--out", str(runs),
-           *settings(llama_server)]
+    run = [
+        "run",
+        "--dataset",
+        str(GSM8K),
+        "--limit",
+        "2",
+        "--policy",
+        f"agg:{artifact}",
+        "--out",
+        str(runs),
+        *settings(llama_server),
+    ]
     result = CliRunner().invoke(app, run, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     trajectories = list(read_trajectories(runs))

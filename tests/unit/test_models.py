@@ -22,7 +22,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def make_parts(root: Path, prefix: str, chunks: list[bytes], per_package: int = 5) -> list[str]:
     """Write ``chunks`` as ``<prefix>N/data/partNN.bin`` packages, ``per_package`` parts each."""
-    packages = []
+    packages: list[str] = []
     for start in range(0, len(chunks), per_package):
         package = f"{prefix}{len(packages) + 1}"
         data = root / package / "data"

@@ -17,12 +17,11 @@ from trimroute.cli import app
 from trimroute.cli.common import console, handle_errors
 from trimroute.config import RunConfig, load_run_config, parse_override
 from trimroute.data.grading import grade_trajectory
+from trimroute.display import print_step
 from trimroute.errors import ConfigError
 from trimroute.policies import parse_policy
 from trimroute.trajectories import TrajectoryWriter
-from trimroute.types import Action, Problem, Step, Trajectory
-
-ROLE_STYLE = {"weak": "cyan", "strong": "magenta"}
+from trimroute.types import Problem, Trajectory
 
 
 def _overrides(**flags: Any) -> dict[str, Any]:
@@ -61,18 +60,6 @@ def resolve_config(config_file: Path | None, sets: list[str], threshold: float |
     return config
 
 
-def _print_step(problem: Problem, step: Step) -> None:
-    tag = f"[{ROLE_STYLE[step.role]}]{step.role:>6}[/]"
-    if step.score is None:
-        decision = ""
-    elif step.action is Action.REGENERATE:
-        decision = f"weak scored {step.score:.2f} → regenerated"
-    else:
-        decision = f"score {step.score:.2f} → kept"
-    console.print(f"{tag} [dim]{decision}[/]")
-    console.print(f"[{ROLE_STYLE[step.role]}]{step.text}[/]\n", highlight=False)
-
-
 def _summary(trajectories: list[Trajectory], wall_s: float) -> Table:
     n = len(trajectories)
     graded = [t.correct for t in trajectories if t.correct is not None]
@@ -100,7 +87,8 @@ async def _run_one(config: RunConfig, problem: Problem, out: Path | None) -> Tra
     engine = build_engine(config)
     try:
         console.print(f"[bold]{problem.text}[/]\n")
-        t = grade_trajectory(await engine.solve(problem, parse_policy(config.policy), on_step=_print_step))
+        solved = await engine.solve(problem, parse_policy(config.policy), lambda _, step: print_step(console, step))
+        t = grade_trajectory(solved)
     finally:
         await engine.aclose()
     if out is not None:

@@ -70,9 +70,7 @@ def train(
     env: Annotated[str, typer.Option(help="sim:PRESET (calibrated simulator) or live (--config models).")] = (
         "sim:qwen1.5b-7b"
     ),
-    out: Annotated[Path, typer.Option(help="Output folder; rerunning the same command resumes.")] = Path(
-        "runs/train"
-    ),
+    out: Annotated[Path, typer.Option(help="Output folder; rerunning the same command resumes.")] = Path("runs/train"),
     steps: Annotated[int, typer.Option(help="Environment steps (routing decisions) per λ.")] = 200_000,
     dataset: Annotated[str | None, typer.Option(help="live: JSONL file or dataset name to train on.")] = None,
     config_file: Annotated[Path | None, typer.Option("--config", help="live: run config (models, scorer).")] = None,
@@ -113,8 +111,13 @@ def train(
             seed=seed,
             ppo=PPOConfig(n_steps=rollout, batch_size=min(256, rollout * n_envs)),
         )
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn())
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=console) as progress:
             curve = train_sweep(setup, config, lams, out, progress)
         policies = [f"{kind}:{lam_folder(out, x) / 'policy'}" for x in sorted(lams, reverse=True)]

@@ -201,8 +201,7 @@ class RoutingVecEnv(VecEnv):
             if isinstance(event, Observation):
                 return self.features(event)
         raise ConfigError(
-            f"{MAX_SILENT_EPISODES} episodes in a row ended without a routing decision; "
-            "is the strong-token budget 0?"
+            f"{MAX_SILENT_EPISODES} episodes in a row ended without a routing decision; is the strong-token budget 0?"
         )
 
     async def _advance(self, slot: _Slot, action: int) -> tuple[np.ndarray, float, bool, dict[str, Any]]:
@@ -250,8 +249,16 @@ class RoutingEnv(gym.Env[np.ndarray, np.int64]):
 
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(self, engine: Engine, problems: Sequence[Problem], features: FeatureSet, lam: float,
-                 grade: Grader, seed: int = 0, resample: bool = True) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        problems: Sequence[Problem],
+        features: FeatureSet,
+        lam: float,
+        grade: Grader,
+        seed: int = 0,
+        resample: bool = True,
+    ) -> None:
         self.vec = RoutingVecEnv(engine, problems, features, lam, grade, n_envs=1, seed=seed, resample=resample)
         self.observation_space = self.vec.observation_space
         self.action_space = spaces.Discrete(2)

@@ -143,8 +143,9 @@ def solve(model: POMDPModel, lam: float, beliefs: np.ndarray | None = None) -> P
     regen_f = R * model.p_s * (U[..., 0] + U[..., 2])
     reg_f = regen_f[..., None] - cost * mass[..., None] > cont_f[..., None]  # (b, o, k)
     w_reg_f = reg_f @ P
-    vec_f = ((1 - w_reg_f)[..., None] * R * e0 + w_reg_f[..., None] * R * model.p_s * s1
-             - (reg_f @ (P * cost))[..., None])
+    vec_f = (
+        (1 - w_reg_f)[..., None] * R * e0 + w_reg_f[..., None] * R * model.p_s * s1 - (reg_f @ (P * cost))[..., None]
+    )
 
     alphas = [np.zeros((1, 3))]  # W_{T+1} = 0: past the last step nothing more is earned
     for t in range(model.horizon, 0, -1):
@@ -156,8 +157,11 @@ def solve(model: POMDPModel, lam: float, beliefs: np.ndarray | None = None) -> P
         best_c, best_g = sc.max(axis=-1), sg.max(axis=-1)
         reg = best_g[..., None] - cost * mass[..., None] > best_c[..., None]
         w_reg = reg @ P
-        vec_n = ((1 - w_reg)[..., None] * vc[sc.argmax(axis=-1)] + w_reg[..., None] * vg[sg.argmax(axis=-1)]
-                 - (reg @ (P * cost))[..., None])
+        vec_n = (
+            (1 - w_reg)[..., None] * vc[sc.argmax(axis=-1)]
+            + w_reg[..., None] * vg[sg.argmax(axis=-1)]
+            - (reg @ (P * cost))[..., None]
+        )
         new = np.einsum("os,bos->bs", obs, h * vec_f + (1 - h) * vec_n)
         alphas.append(np.unique(np.round(new, 12), axis=0))
     return POMDPSolution(model=model, lam=lam, alphas=tuple(reversed(alphas)), solve_seconds=time.perf_counter() - t0)

@@ -255,8 +255,9 @@ def train_policy(
             )
         callbacks: list[BaseCallback] = [_Validate(run)]
         if progress is not None:
-            task = progress.add_task(f"{config.kind} λ={config.lam:g}", total=config.steps,
-                                     completed=model.num_timesteps)
+            task = progress.add_task(
+                f"{config.kind} λ={config.lam:g}", total=config.steps, completed=model.num_timesteps
+            )
             callbacks.append(_ShowProgress(progress, task))
             run.on_validation = lambda v, best: progress.update(
                 task, description=f"{config.kind} λ={config.lam:g} val {v.score:.3f}{' ★' if best else ''}"
@@ -293,4 +294,3 @@ def train_sweep(
     curve = out / "curve.json"
     curve.write_text(json.dumps({"kind": config.kind, **setup.description, "points": points}, indent=1) + "\n")
     return curve
-

@@ -16,8 +16,13 @@ from trimroute.types import Action, Observation
 def save(folder, kind="agg", features="official", lam=1e-3):
     fs = feature_set(features)
     network = build_network(fs, network_spec(kind))
-    config = {"kind": kind, "features": fs.to_dict(), "lam": lam, "network": network_spec(kind),
-              "validation": {"best": {"return": 0.5}}}
+    config = {
+        "kind": kind,
+        "features": fs.to_dict(),
+        "lam": lam,
+        "network": network_spec(kind),
+        "validation": {"best": {"return": 0.5}},
+    }
     save_artifact(folder, network, config)
     return network
 

@@ -162,8 +162,9 @@ def test_evaluate_grades_trajectories_of_any_policy():
 
 def test_simulator_episode_returns_are_the_answer_minus_the_strong_token_price():
     lam = 1e-3
-    env = RoutingVecEnv(simulated_engine("qwen1.5b-7b"), simulated_problems(50), feature_set("official"), lam,
-                        is_sim_correct, n_envs=8)
+    env = RoutingVecEnv(
+        simulated_engine("qwen1.5b-7b"), simulated_problems(50), feature_set("official"), lam, is_sim_correct, n_envs=8
+    )
     returns, episodes = np.zeros(8), []
     try:
         env.reset()

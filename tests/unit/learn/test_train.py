@@ -87,8 +87,27 @@ runner = CliRunner()
 
 
 def test_cli_trains_a_lambda_sweep_in_the_simulator(tmp_path):
-    args = ["train", "agg", "--lam", "2e-3", "5e-4", "--steps", "256", "--n-envs", "4", "--rollout", "64",
-            "--eval-every", "256", "--train-problems", "50", "--val-problems", "20", "--out", str(tmp_path)]
+    args = [
+        "train",
+        "agg",
+        "--lam",
+        "2e-3",
+        "5e-4",
+        "--steps",
+        "256",
+        "--n-envs",
+        "4",
+        "--rollout",
+        "64",
+        "--eval-every",
+        "256",
+        "--train-problems",
+        "50",
+        "--val-problems",
+        "20",
+        "--out",
+        str(tmp_path),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     curve = json.loads((tmp_path / "curve.json").read_text())

@@ -59,6 +59,7 @@ def test_artifact_round_trip(tmp_path: Path) -> None:
 def test_registry_builds_components_from_the_artifact(tmp_path: Path) -> None:
     path = fitted().save(tmp_path / "c.json")
     scorer = SCORERS.create("composite", ScorerConfig(kind="composite", options={"artifact": str(path)}))
+    assert isinstance(scorer, CompositeScorer)
     assert [c.name for c in scorer.components] == ["arithmetic", "confidence"]
 
 

@@ -49,6 +49,7 @@ async def test_engine_feeds_the_weak_logprobs() -> None:
 
 def test_factory_checks_options() -> None:
     scorer = SCORERS.create("confidence", ScorerConfig(kind="confidence", options={"statistic": "min"}))
+    assert isinstance(scorer, ConfidenceScorer)
     assert scorer.statistic == "min"
     with pytest.raises(ConfigError, match="statistic must be one of"):
         SCORERS.create("confidence", ScorerConfig(kind="confidence", options={"statistic": "max"}))
