@@ -54,7 +54,7 @@ def test_one_problem_prints_weak_and_strong_steps_with_scores(llama_server: Llam
     (t,) = list(read_trajectories(out))
     roles = {s.role for s in t.steps}
     assert "strong" in roles  # k = 0.99 escalates the first low-confidence proposal
-    assert "score" in r.output and "regenerated" in r.output
+    assert "weak step scored" in r.output and "rewritten by strong" in r.output
     assert t.usage.scorer.calls >= 1 and t.strong_tokens <= 40
 
 
