@@ -206,7 +206,7 @@ class Engine:
             assert proposal is not None  # no budget applies to the weak model
             final = _end_of(proposal)
             action, score = Action.CONTINUE, None
-            if not strong_only and policy.fixed_action is None:
+            if policy.fixed_action is None:
                 scores = (math.nan,) * (len(steps) + 1)
                 if use_scorer:
                     assert self.scorer is not None
