@@ -22,9 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-if TYPE_CHECKING:
-    from trimroute.config import BackendConfig, ScorerConfig
-
 from trimroute.errors import (
     BackendError,
     BackendRequestError,
@@ -34,6 +31,9 @@ from trimroute.errors import (
     ModelNotFoundError,
     RetryableBackendError,
 )
+
+if TYPE_CHECKING:
+    from trimroute.config import BackendConfig, ScorerConfig
 
 __all__ = ["Endpoint"]
 

@@ -30,6 +30,7 @@ __all__ = [
     "apgr",
     "auc",
     "bootstrap_accuracy",
+    "bootstrap_mean",
     "bootstrap_cpt",
     "budgeted_accuracy",
     "cpt",
@@ -291,12 +292,19 @@ def bootstrap_accuracy(
     trajectories: Sequence[Trajectory], *, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> ConfidenceInterval:
     """Bootstrap interval for accuracy, resampling problems with replacement."""
-    _check_bootstrap(n_resamples, level)
     if not trajectories:
         raise DataError("no trajectories to bootstrap")
     correct, _ = _outcomes(trajectories, [t.problem.id for t in trajectories], "the run")
-    idx = np.random.default_rng(seed).integers(0, len(correct), size=(n_resamples, len(correct)))
-    return _percentile_interval(correct[idx].mean(axis=1), level, n_resamples)
+    return bootstrap_mean(correct, n_resamples=n_resamples, seed=seed, level=level)
+
+
+def bootstrap_mean(
+    values: np.ndarray, *, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> ConfidenceInterval:
+    """Bootstrap interval for the mean of per-problem ``values`` (e.g. strong tokens), problems resampled."""
+    _check_bootstrap(n_resamples, level)
+    idx = np.random.default_rng(seed).integers(0, len(values), size=(n_resamples, len(values)))
+    return _percentile_interval(values[idx].mean(axis=1), level, n_resamples)
 
 
 def bootstrap_cpt(

@@ -65,12 +65,6 @@ class Calibration:
     n_problems: int
 
 
-def _bootstrap_mean(values: np.ndarray, n_resamples: int, seed: int, level: float = 0.95) -> m.ConfidenceInterval:
-    idx = np.random.default_rng(seed).integers(0, len(values), size=(n_resamples, len(values)))
-    low, high = np.percentile(values[idx].mean(axis=1), [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
-    return m.ConfidenceInterval(float(low), float(high), level, n_resamples)
-
-
 def _deployable(points: Sequence[PointData], method: str | None) -> tuple[str, list[PointData]]:
     """The policy points of ``method`` (default: thr, else the only policy curve)."""
     curves = [p.method for p in points if p.method not in REFERENCES]
@@ -149,7 +143,7 @@ def calibrate(
         accuracy=s.accuracy,
         accuracy_ci=m.bootstrap_accuracy(chosen.trajectories, n_resamples=n_resamples, seed=seed),
         mean_strong_tokens=s.mean_strong_tokens,
-        tokens_ci=_bootstrap_mean(tokens, n_resamples, seed),
+        tokens_ci=m.bootstrap_mean(tokens, n_resamples=n_resamples, seed=seed),
         share=s.mean_strong_tokens / c_strong if c_strong else 0.0,
         pgr=m.pgr(s.accuracy, r_weak, r_strong),
         n_problems=s.n,
