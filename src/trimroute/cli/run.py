@@ -20,7 +20,7 @@ from trimroute.data.grading import grade_trajectory
 from trimroute.display import print_step
 from trimroute.errors import ConfigError
 from trimroute.policies import parse_policy
-from trimroute.trajectories import TrajectoryWriter
+from trimroute.trajectories import TrajectoryWriter, read_trajectories
 from trimroute.types import Problem, Trajectory
 
 
@@ -104,8 +104,6 @@ async def _run_one(config: RunConfig, problem: Problem, out: Path | None) -> Tra
 
 
 async def _run_dataset(config: RunConfig, problems: list[Problem], out: Path) -> list[Trajectory]:
-    from trimroute.trajectories import read_trajectories
-
     with TrajectoryWriter(out) as writer:
         todo = [p for p in problems if p.id not in writer.done]
         if len(todo) < len(problems):

@@ -110,7 +110,8 @@ class SimGenerator:
         tag = prefill.rfind(_TAG)
         before = prefill[tag + len(_TAG) :].split(" ", 2)[1] if tag >= 0 else "S0"
         problem = request.messages[0].content
-        # the engine's call seed hashes the pre-fill only: mix in the problem so problems differ
+        # call_seed already covers the whole prompt; the problem is mixed in as well (redundant, kept so the
+        # draws behind the results in docs/ stay reproducible)
         seed = request.seed if request.seed is not None else int.from_bytes(os.urandom(4), "little")
         u_ok, u_tok, u_nonce = _uniforms(f"{seed}\x00{problem}".encode(), 3)
         u_final, u_latent = _uniforms(f"{problem}\x00{position}".encode(), 2)
