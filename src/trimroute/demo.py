@@ -13,6 +13,7 @@ the call cache in the output folder: a rerun with the same settings is instant.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -88,6 +89,7 @@ class DemoRow:
     summary: MethodSummary
     pgr: float | None
     elapsed_s: float
+    matches: str | None = None  # for a random row: the TRIM-Thr row whose strong-token budget it matches
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ async def _run_method(
     """Run (or resume) one method; trajectories are graded and appended to ``out/<method>.jsonl``."""
     task = progress.add_task(policy.name, total=len(problems))
     t0 = time.perf_counter()
-    path = out / "trajectories" / f"{policy.name.replace(':', '_')}.jsonl"
+    path = out / _trajectory_file(policy.name)
     by_id: dict[str, Trajectory] = {}
     # a previous run's lines are re-derived through the call cache rather than trusted: settings may differ
     path.unlink(missing_ok=True)
@@ -188,6 +190,10 @@ async def _run_method(
             by_id[graded.problem.id] = graded
             progress.advance(task)
     return [by_id[p.id] for p in problems], time.perf_counter() - t0
+
+
+def _trajectory_file(method: str) -> str:
+    return f"trajectories/{method.replace(':', '_')}.jsonl"
 
 
 async def _score_weak_steps(engine: Engine, trajectories: Sequence[Trajectory]) -> list[float]:
@@ -233,6 +239,7 @@ async def _demo(cfg: DemoConfig, console: Console) -> DemoResult:
     )
     rows: list[DemoRow] = []
     runs: dict[str, tuple[list[Trajectory], float]] = {}
+    matches: dict[str, str] = {}  # random method -> the threshold whose budget it matches (the first one)
     try:
         live = _Live(console, problems[0])
         columns = (TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -250,6 +257,7 @@ async def _demo(cfg: DemoConfig, console: Console) -> DemoResult:
             for k in thresholds if cfg.random_baseline and c_strong > 0 else ():
                 p = min(1.0, _mean_strong(runs[f"thr:{k:g}"][0]) / c_strong)
                 rnd = RandomPolicy(round(p, 3), seed=cfg.seed)
+                matches.setdefault(rnd.name, f"thr:{k:g}")
                 if rnd.name not in runs:
                     runs[rnd.name] = await _run_method(engine, problems, rnd, cfg.out, progress)
     finally:
@@ -262,7 +270,7 @@ async def _demo(cfg: DemoConfig, console: Console) -> DemoResult:
     for name, (trajectories, elapsed) in runs.items():
         summary = summarize(name, trajectories, strong_only_tokens=c_strong)
         gain = pgr(summary.accuracy, r_weak, r_strong) if summary.accuracy is not None else None
-        rows.append(DemoRow(name, summary, gain, elapsed))
+        rows.append(DemoRow(name, summary, gain, elapsed, matches.get(name)))
     # both families run from weak-only (route nothing) to strong-only (route every step)
     ends = [(0.0, r_weak), (c_strong, r_strong)]
     curves = {
@@ -279,7 +287,27 @@ async def _demo(cfg: DemoConfig, console: Console) -> DemoResult:
         c_strong=c_strong or None,
         title=f"{cfg.weak} → {cfg.strong}\n{len(problems)} problems, scorer {cfg.scorer}",
     )
-    return DemoResult(tuple(rows), plot, cfg.out, hits, misses, tuple(thresholds))
+    result = DemoResult(tuple(rows), plot, cfg.out, hits, misses, tuple(thresholds))
+    _write_summary(result, cfg)
+    return result
+
+
+def _write_summary(result: DemoResult, cfg: DemoConfig) -> None:
+    """``demo.json``: the settings and the table, each row naming its trajectory file (for later analysis:
+    files of earlier runs with other thresholds may share the folder)."""
+    rows = [
+        {
+            **asdict(r.summary),
+            "trajectories": _trajectory_file(r.method),
+            "pgr": r.pgr,
+            "wall_s": r.elapsed_s,
+            "matches": r.matches,
+        }
+        for r in result.rows
+    ]
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    summary = {"settings": settings, "thresholds": list(result.thresholds), "rows": rows}
+    (cfg.out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def _mean_strong(trajectories: Sequence[Trajectory]) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,12 @@ def test_demo_routes_two_problems_and_a_rerun_is_served_from_the_cache(tmp_path:
     trim = [t for f in (out / "trajectories").glob("thr_*.jsonl") for t in read_trajectories(f)]
     assert len(trim) == 2 and all(t.usage.scorer.calls > 0 for t in trim)
     assert all(s.score is not None for t in trim for s in t.steps)
+    summary = json.loads((out / "demo.json").read_text())
+    by_method = {r["method"]: r for r in summary["rows"]}
+    assert {"weak", "strong"} <= by_method.keys() and summary["settings"]["n"] == 2
+    for row in by_method.values():  # each row names its file; each random row the threshold it matches
+        assert len(list(read_trajectories(out / row["trajectories"]))) == 2
+        assert (row["matches"] in by_method) == row["method"].startswith("random:")
 
     again = invoke(*args)
     assert again.exit_code == 0, again.output
