@@ -165,7 +165,8 @@ def quantile_thresholds(scores: Sequence[float], quantiles: Sequence[float]) -> 
     if not scores:
         raise ConfigError("no weak step was scored, so thresholds cannot be set; pass --thresholds")
     values = np.quantile(np.asarray(scores), list(quantiles))
-    return tuple(sorted({round(float(v), 3) for v in values}))
+    # significant digits, not decimals: min-token probabilities can all lie below 0.001
+    return tuple(sorted({float(f"{v:.3g}") for v in values}))
 
 
 async def _run_method(
