@@ -24,6 +24,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from trimroute.config import BackendConfig, ScorerConfig
 from trimroute.data.datasets import load_dataset
@@ -156,7 +157,7 @@ class _Live:
         if not self.started:
             self.started = True
             self.console.rule(f"TRIM live on problem {problem.id}", style="dim")
-            self.console.print(problem.text, highlight=False)
+            self.console.print(Text(problem.text))
         print_step(self.console, step)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.text import Text
 
 from trimroute.types import Action, Step
 
@@ -19,4 +20,5 @@ def print_step(console: Console, step: Step) -> None:
     else:
         note = f" (score {step.score:.2f} → kept)"
     console.print(f"[bold {style}]{step.role}[/][dim]{note}[/]")
-    console.print(f"[{style}]{step.text}[/]\n", highlight=False)
+    # model text is shown verbatim: LaTeX "\[ x \]" or a stray "[/b]" must not be read as rich markup
+    console.print(Text(step.text + "\n", style=style))

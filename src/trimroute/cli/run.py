@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from trimroute.build import build_engine
 from trimroute.cli import app
@@ -86,7 +87,7 @@ def _summary(trajectories: list[Trajectory], wall_s: float) -> Table:
 async def _run_one(config: RunConfig, problem: Problem, out: Path | None) -> Trajectory:
     engine = build_engine(config)
     try:
-        console.print(f"[bold]{problem.text}[/]\n")
+        console.print(Text(problem.text + "\n", style="bold"))
         solved = await engine.solve(problem, parse_policy(config.policy), lambda _, step: print_step(console, step))
         t = grade_trajectory(solved)
     finally:
