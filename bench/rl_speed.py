@@ -22,16 +22,16 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from trimroute.build import build_engine
+
 from trimroute.config import load_run_config
 from trimroute.data.datasets import load_dataset
 from trimroute.data.grading import grade_trajectory
 from trimroute.engine import Engine
 from trimroute.learn.env import RoutingVecEnv
-from trimroute.learn.features import feature_set
 from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
 from trimroute.learn.train import PPOConfig, TrainConfig, TrainingSetup, train_policy
+from trimroute.policies.features import feature_set
 from trimroute.testing.llama_server import LlamaServer, smollm2_path
 from trimroute.types import Problem, Trajectory
 

@@ -2,17 +2,33 @@
 
 A weak model writes a solution step by step, a step scorer scores each step, and a policy sends only the
 critical steps to the strong model, which rewrites that one step.
+
+The public API: the data model, the configuration, the engine and the driver around it (``build_engine``,
+``route``), policies by spec string, trajectory files, and the error tree (``trimroute.errors``).
 """
 
-from trimroute.engine import Engine, EngineConfig
-from trimroute.errors import TrimError
-from trimroute.generators.base import Generator
-from trimroute.policies import Policy, parse_policy
-from trimroute.scorers.base import Scorer
-from trimroute.types import (
+__version__ = "0.1.0"
+
+from trimroute.config import BackendConfig, EngineConfig, RunConfig, ScorerConfig, load_run_config  # noqa: E402
+from trimroute.engine import Engine  # noqa: E402
+from trimroute.errors import (  # noqa: E402
+    ArtifactError,
+    BackendError,
+    ConfigError,
+    DataError,
+    ScorerError,
+    TrimError,
+)
+from trimroute.generators.base import Generator  # noqa: E402
+from trimroute.policies import Policy, parse_policy  # noqa: E402
+from trimroute.runner import build_engine, route  # noqa: E402
+from trimroute.scorers.base import Scorer  # noqa: E402
+from trimroute.trajectories import TrajectoryWriter, read_trajectories  # noqa: E402
+from trimroute.types import (  # noqa: E402
     Action,
     FinishReason,
     Generation,
+    Message,
     Observation,
     Problem,
     RoleUsage,
@@ -24,26 +40,38 @@ from trimroute.types import (
     Usage,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
     "Action",
+    "ArtifactError",
+    "BackendConfig",
+    "BackendError",
+    "ConfigError",
+    "DataError",
     "Engine",
     "EngineConfig",
     "FinishReason",
     "Generation",
     "Generator",
+    "Message",
     "Observation",
     "Policy",
     "Problem",
     "RoleUsage",
+    "RunConfig",
     "Scorer",
+    "ScorerConfig",
+    "ScorerError",
     "Scores",
     "Step",
     "StepRequest",
     "StopReason",
     "Trajectory",
+    "TrajectoryWriter",
     "TrimError",
     "Usage",
+    "build_engine",
+    "load_run_config",
     "parse_policy",
+    "read_trajectories",
+    "route",
 ]

@@ -2,6 +2,11 @@
 
 Validation does no I/O and never exits; it raises ``ConfigError`` with the offending key.
 
+Configuration identity is declared here once: a field marked ``where`` says where or how fast something
+runs (a URL, a key variable, a timeout, a thread count, a model file's location, the concurrency), never
+what it computes. ``identity`` drops those fields; the call cache keys each backend's calls by it, and a run
+directory resumes only under the same ``run_identity``.
+
 A file looks like::
 
     policy: thr:0.7
@@ -22,8 +27,9 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
-from trimroute.engine import EngineConfig
+from trimroute import prompts
 from trimroute.errors import ConfigError
+from trimroute.types import ROLES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,21 +39,32 @@ else:  # pragma: no cover
 T = TypeVar("T")
 
 
+# Backend options that say where or how fast a backend runs, not what it computes (see ``identity``).
+WHERE_OPTIONS = frozenset({"model_path", "n_threads", "backoff_s"})
+
+
+def _where(default: Any) -> Any:
+    """A field that says where or how fast something runs; left out of ``identity``."""
+    if callable(default):
+        return dataclasses.field(default_factory=default, metadata={"where": True})
+    return dataclasses.field(default=default, metadata={"where": True})
+
+
 @dataclasses.dataclass(frozen=True)
 class BackendConfig:
     """A generator endpoint. ``kind`` names a registered generator (``openai``, ``llamacpp``, ...)."""
 
     kind: str = "openai"
     model: str = ""
-    base_url: str | None = None
+    base_url: str | None = _where(None)
     api: str = "completions"  # completions (template rendered locally) | chat (assistant pre-fill)
-    api_key_env: str | None = "OPENAI_API_KEY"
+    api_key_env: str | None = _where("OPENAI_API_KEY")
     chat_template: str = "chatml"  # builtin name, or a path to a Jinja chat template
     temperature: float = 0.7
     top_p: float = 0.8
     top_k: int = 20
-    timeout_s: float = 120.0
-    max_retries: int = 4
+    timeout_s: float = _where(120.0)
+    max_retries: int = _where(4)
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # backend-specific
 
     def __post_init__(self) -> None:
@@ -67,11 +84,41 @@ class ScorerConfig:
 
     kind: str = "none"
     model: str = ""
-    base_url: str | None = None
-    api_key_env: str | None = "OPENAI_API_KEY"
-    timeout_s: float = 120.0
-    max_retries: int = 4
+    base_url: str | None = _where(None)
+    api_key_env: str | None = _where("OPENAI_API_KEY")
+    timeout_s: float = _where(120.0)
+    max_retries: int = _where(4)
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # scorer-specific
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """Rules of one routing run. Defaults follow the official setup (DESIGN.md §4)."""
+
+    max_steps: int = 30
+    max_step_tokens: int = 2048
+    max_solution_tokens: int = 4096  # per-problem cap on the accepted solution's tokens
+    budget: int | None = None  # hard cap on strong tokens per problem
+    degenerate_retries: int = 3
+    seed: int | None = 0  # None = unseeded sampling
+    concurrency: int = _where(8)  # problems in flight
+    backend_concurrency: Mapping[str, int] = _where(lambda: {"weak": 8, "strong": 8, "scorer": 8})
+    weak_logprobs: bool = False  # ask the weak model for token logprobs (confidence scorers use them)
+    instruction: str = prompts.INSTRUCTION
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "max_step_tokens", "max_solution_tokens", "concurrency"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"engine.{name} must be >= 1, got {getattr(self, name)}")
+        if self.budget is not None and self.budget < 0:
+            raise ConfigError(f"engine.budget must be >= 0 strong tokens, got {self.budget}")
+        if self.degenerate_retries < 0:
+            raise ConfigError("engine.degenerate_retries must be >= 0")
+        unknown = set(self.backend_concurrency) - set(ROLES)
+        if unknown or any(v < 1 for v in self.backend_concurrency.values()):
+            raise ConfigError(
+                f"engine.backend_concurrency takes weak/strong/scorer >= 1, got {dict(self.backend_concurrency)}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +130,35 @@ class RunConfig:
     scorer: ScorerConfig = dataclasses.field(default_factory=ScorerConfig)
     policy: str = "thr:0.5"
     engine: EngineConfig = dataclasses.field(default_factory=EngineConfig)
+
+
+def identity(section: BackendConfig | ScorerConfig | EngineConfig) -> dict[str, Any]:
+    """What a config section computes, without where or how fast it runs (the ``where`` fields and
+    ``WHERE_OPTIONS``): the call cache's key material, and what a resumed run must keep."""
+    out = {}
+    for f in dataclasses.fields(section):
+        if f.metadata.get("where"):
+            continue
+        value = getattr(section, f.name)
+        if f.name == "options":
+            value = {k: v for k, v in value.items() if k not in WHERE_OPTIONS}
+        out[f.name] = value
+    return json.loads(json.dumps(out, default=dict))
+
+
+def run_identity(config: RunConfig) -> dict[str, Any]:
+    """What a run of ``config`` computes whatever its policy: models, sampling, scorer, engine rules."""
+    return {role: identity(getattr(config, role)) for role in (*ROLES, "engine")}
+
+
+def sim_config(preset: str, engine: EngineConfig | None = None) -> RunConfig:
+    """Both models and the scorer simulated by a calibrated preset (``learn.simulator``), e.g. ``qwen1.5b-7b``."""
+    return RunConfig(
+        weak=BackendConfig(kind="sim", model=f"sim:{preset}", options={"preset": preset, "role": "weak"}),
+        strong=BackendConfig(kind="sim", model=f"sim:{preset}", options={"preset": preset, "role": "strong"}),
+        scorer=ScorerConfig(kind="sim", model=f"sim:{preset}", options={"preset": preset}),
+        engine=engine or EngineConfig(),
+    )
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
@@ -147,9 +223,20 @@ def parse_override(item: str) -> tuple[str, Any]:
         return key.strip(), raw
 
 
-def load_run_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """A ``RunConfig`` from an optional file plus dotted overrides (flags win over the file)."""
-    data: dict[str, Any] = load_file(path) if path else {}
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, section by section."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_run_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, base: RunConfig | None = None
+) -> RunConfig:
+    """A ``RunConfig``: ``base`` (e.g. ``sim_config``), then an optional file, then dotted overrides (flags
+    win over the file, the file over the base)."""
+    data: dict[str, Any] = _merge(to_dict(base) if base else {}, load_file(path) if path else {})
     for key, value in (overrides or {}).items():
         if value is not None:
             set_dotted(data, key, value)

@@ -12,16 +12,16 @@ import hashlib
 import inspect
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from trimroute import prompts
+from trimroute.config import EngineConfig
 from trimroute.errors import ConfigError
 from trimroute.generators.base import Generator
 from trimroute.policies.base import Policy
 from trimroute.scorers.base import Scorer, check_scores
 from trimroute.types import (
-    ROLES,
     Action,
     FinishReason,
     Generation,
@@ -35,37 +35,9 @@ from trimroute.types import (
     Usage,
 )
 
+__all__ = ["Engine", "EngineConfig", "StepCallback", "call_seed"]
+
 StepCallback = Callable[[Problem, Step], None]
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Rules of one routing run. Defaults follow the official setup (DESIGN.md §4)."""
-
-    max_steps: int = 30
-    max_step_tokens: int = 2048
-    max_solution_tokens: int = 4096  # per-problem cap on the accepted solution's tokens
-    budget: int | None = None  # hard cap on strong tokens per problem
-    degenerate_retries: int = 3
-    seed: int | None = 0  # None = unseeded sampling
-    concurrency: int = 8  # problems in flight
-    backend_concurrency: Mapping[str, int] = field(default_factory=lambda: {"weak": 8, "strong": 8, "scorer": 8})
-    weak_logprobs: bool = False  # ask the weak model for token logprobs (confidence scorers use them)
-    instruction: str = prompts.INSTRUCTION
-
-    def __post_init__(self) -> None:
-        for name in ("max_steps", "max_step_tokens", "max_solution_tokens", "concurrency"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"engine.{name} must be >= 1, got {getattr(self, name)}")
-        if self.budget is not None and self.budget < 0:
-            raise ConfigError(f"engine.budget must be >= 0 strong tokens, got {self.budget}")
-        if self.degenerate_retries < 0:
-            raise ConfigError("engine.degenerate_retries must be >= 0")
-        unknown = set(self.backend_concurrency) - set(ROLES)
-        if unknown or any(v < 1 for v in self.backend_concurrency.values()):
-            raise ConfigError(
-                f"engine.backend_concurrency takes weak/strong/scorer >= 1, got {dict(self.backend_concurrency)}"
-            )
 
 
 def call_seed(base: int | None, role: str, request: StepRequest) -> int | None:
@@ -77,6 +49,15 @@ def call_seed(base: int | None, role: str, request: StepRequest) -> int | None:
     for m in request.messages:
         h.update(f"\x00{m.role}\x00{m.content}".encode())
     return int.from_bytes(h.digest(), "little") & 0x7FFFFFFF
+
+
+@dataclass(eq=False)
+class _Shared:
+    """What an engine shares with the twins it derives: the backends it closes and the per-backend limits."""
+
+    backends: tuple[Generator | Scorer, ...]
+    limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    closed: bool = False
 
 
 class Engine:
@@ -99,23 +80,43 @@ class Engine:
         self.strong = strong
         self.scorer = scorer
         self.config = config or EngineConfig()
-        self._limits: dict[str, asyncio.Semaphore] = {}
+        unique = {id(b): b for b in (weak, strong, scorer) if b is not None}
+        self._shared = _Shared(tuple(unique.values()))
 
     def _limit(self, role: str) -> asyncio.Semaphore:
-        if role not in self._limits:
-            self._limits[role] = asyncio.Semaphore(self.config.backend_concurrency.get(role, 8))
-        return self._limits[role]
+        limits = self._shared.limits
+        if role not in limits:
+            limits[role] = asyncio.Semaphore(self.config.backend_concurrency.get(role, 8))
+        return limits[role]
 
-    def with_config(self, config: EngineConfig) -> Engine:
-        """The same backends under other rules (e.g. one server request's budget), sharing this engine's
-        per-backend concurrency limits so all requests queue on the same bounds."""
-        twin = Engine(self.weak, self.strong, self.scorer, config)
-        twin._limits = self._limits
+    def _twin(self, weak: Generator, strong: Generator, scorer: Scorer | None, config: EngineConfig) -> Engine:
+        twin = Engine(weak, strong, scorer, config)
+        twin._shared = self._shared
         return twin
 
+    def with_config(self, config: EngineConfig) -> Engine:
+        """The same backends under other rules (e.g. one server request's budget, one RL episode's seed),
+        sharing this engine's per-backend concurrency limits so all callers queue on the same bounds."""
+        return self._twin(self.weak, self.strong, self.scorer, config)
+
+    def wrapped(
+        self,
+        generator: Callable[[Role, Generator], Generator],
+        scorer: Callable[[Scorer], Scorer],
+    ) -> Engine:
+        """The same rules with each backend wrapped (the call cache, the server's per-role metrics).
+
+        The twin shares this engine's limits and its backends: closing either closes the real backends
+        once, so wrappers hold no resources of their own.
+        """
+        wrapped_scorer = scorer(self.scorer) if self.scorer is not None else None
+        return self._twin(generator("weak", self.weak), generator("strong", self.strong), wrapped_scorer, self.config)
+
     async def aclose(self) -> None:
-        closers = {id(b): b for b in (self.weak, self.strong, self.scorer) if b is not None}
-        for backend in closers.values():
+        if self._shared.closed:
+            return
+        self._shared.closed = True
+        for backend in self._shared.backends:
             await backend.aclose()
 
     async def run(

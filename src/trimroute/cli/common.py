@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from trimroute.errors import ConfigError, TrimError
 
@@ -20,7 +21,8 @@ def handle_errors() -> Iterator[None]:
     try:
         yield
     except TrimError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # verbatim: a message naming `trimroute[data]` or model text must not be read as rich markup
+        err_console.print(Text("error: ", style="bold red").append(str(e)), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: finished work is saved; rerun the same command to resume")

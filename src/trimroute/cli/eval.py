@@ -7,57 +7,53 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
-from trimroute import __version__
-from trimroute.build import build_engine
 from trimroute.cli import app
 from trimroute.cli.common import console, handle_errors
+from trimroute.cli.display import RichSweepProgress
 from trimroute.cli.report import print_results
 from trimroute.cli.run import resolve_config
-from trimroute.config import RunConfig, to_dict
+from trimroute.config import RunConfig, sim_config
 from trimroute.errors import ConfigError
-from trimroute.eval.methods import parse_methods
+from trimroute.eval.methods import Method, parse_methods
+from trimroute.eval.results import PLOT_NAME
 from trimroute.eval.rundir import RunDir
-from trimroute.eval.sweep import PLOT_NAME, SweepOptions, run_sweep
-from trimroute.generators.cache import TRANSPORT_FIELDS
-from trimroute.store import CallStore
+from trimroute.eval.sweep import SweepOptions, evaluate
+from trimroute.types import Problem
 
 DEFAULT_METHODS = "thr:0,0.1,...,1 random:matched automix oracle"
-# Engine settings that change how fast a run goes, not what it produces: free to change on resume.
-SPEED_FIELDS = frozenset({"concurrency", "backend_concurrency"})
 
 
-def setup_of(config: RunConfig) -> dict[str, Any]:
-    """What must stay the same for a run to resume: models, sampling, scorer, engine rules.
-
-    Endpoints, timeouts and concurrency may change (a server restarted on another port)."""
-    d = to_dict(config)
-    d.pop("policy")
-    for role in ("weak", "strong", "scorer"):
-        d[role] = {k: v for k, v in d[role].items() if k not in TRANSPORT_FIELDS}
-    d["engine"] = {k: v for k, v in d["engine"].items() if k not in SPEED_FIELDS}
-    return d
-
-
-def cache_params(config: RunConfig) -> dict[str, dict[str, Any]]:
-    """Key material for the call cache: each role's config without its transport fields."""
-    setup = setup_of(config)
-    return {role: setup[role] for role in ("weak", "strong", "scorer")}
-
-
-async def _eval(config: RunConfig, problems: list, methods: list, run: RunDir, setup: dict, cache: Path | None,
-                prices: dict, options: SweepOptions) -> dict[str, Any]:  # fmt: skip
-    store = CallStore(cache) if cache is not None else None
-    engine = build_engine(config)
-    try:
-        return await run_sweep(
-            engine, problems, methods, run, setup=setup, store=store, cache_params=cache_params(config),
-            prices=prices, options=options, console=console,
-        )  # fmt: skip
-    finally:
-        await engine.aclose()
-        if store is not None:
-            store.close()
+def run_eval(
+    config: RunConfig,
+    problems: list[Problem],
+    methods: list[Method],
+    run: RunDir,
+    *,
+    dataset: dict[str, Any],
+    cache: Path | None,
+    prices: dict,
+    options: SweepOptions,
+) -> dict[str, Any]:
+    """The sweep with progress bars (and, with ``options.live``, one problem streamed), then its tables."""
+    with RichSweepProgress(console) as progress:
+        results = asyncio.run(
+            evaluate(
+                config,
+                problems,
+                methods,
+                run,
+                dataset=dataset,
+                cache=cache,
+                prices=prices,
+                options=options,
+                progress=progress,
+            )  # fmt: skip
+        )
+    print_results(results, options.title, run.config().get("notes"))
+    console.print(Text(f"run directory: {run.path}  ·  plot: {run.path / PLOT_NAME}.png"))
+    return results
 
 
 @app.command("eval")
@@ -99,6 +95,9 @@ def eval_(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for confidence intervals.")] = 1000,
     router_folds: Annotated[int, typer.Option(help="Cross-fitting folds of the query routers.")] = 5,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Set a config key: engine.max_steps=8")] = None,
+    live: Annotated[bool, typer.Option(help="Stream one problem of the first step-routing point, step by step.")] = (
+        False
+    ),
 ) -> None:
     """Run methods (weak, strong, thr:0,0.1,...,1, random:matched, automix, query:knn, oracle, any policy)
     over a dataset; write trajectories, metrics.json, report.md and the accuracy–cost plot."""
@@ -108,13 +107,8 @@ def eval_(
     with handle_errors():
         if (dataset is None) == (sim is None):
             raise ConfigError("give exactly one of --dataset FILE|NAME or --sim PRESET")
-        sets = list(set_ or [])
-        if sim is not None:
-            sets = ["weak.kind=sim", f"weak.options={{preset: {sim}, role: weak}}", "strong.kind=sim",
-                    f"strong.options={{preset: {sim}, role: strong}}", "scorer.kind=sim",
-                    f"scorer.options={{preset: {sim}}}", *sets]  # fmt: skip
         config = resolve_config(
-            config_file, sets, None,
+            config_file, set_ or [], None, base=sim_config(sim) if sim is not None else None,
             weak_url=weak_url, weak_model=weak_model, strong_url=strong_url, strong_model=strong_model, api=api,
             scorer=scorer, scorer_url=scorer_url, scorer_model=scorer_model, budget=budget, max_steps=max_steps,
             seed=seed, concurrency=concurrency,
@@ -139,18 +133,11 @@ def eval_(
         if config.scorer.kind != "none":
             role_models["scorer"] = config.scorer.model
         table = role_prices(load_prices(prices), role_models) if prices else {}  # type: ignore[arg-type]
-        setup = {
-            "trimroute_version": __version__,
-            "dataset": {"spec": dataset, "limit": limit, "shuffle": shuffle, "seed": data_seed,
-                        "problem_field": problem_field, "answer_field": answer_field},
-            "setup": setup_of(config),
-            "run_config": to_dict(config),
-        }  # fmt: skip
+        data = {"spec": dataset, "limit": limit, "shuffle": shuffle, "seed": data_seed,
+                "problem_field": problem_field, "answer_field": answer_field}  # fmt: skip
         cache_path = None if no_cache else (cache or run.path / "cache.sqlite")
         options = SweepOptions(
             n_resamples=bootstrap, router_folds=router_folds, seed=data_seed,
-            title=f"trim eval · {Path(dataset).name}",
+            title=f"trim eval · {Path(dataset).name}", live=live,
         )  # fmt: skip
-        results = asyncio.run(_eval(config, problems, parsed, run, setup, cache_path, table, options))
-        print_results(results, options.title)
-        console.print(f"run directory: {run.path}  ·  plot: {run.path / PLOT_NAME}.png")
+        run_eval(config, problems, parsed, run, dataset=data, cache=cache_path, prices=table, options=options)

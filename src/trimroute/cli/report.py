@@ -5,11 +5,13 @@ After ``trim grade RUN`` (re-grading), ``trim report RUN`` rebuilds the run's me
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from trimroute.cli import app
 from trimroute.cli.common import console, handle_errors
@@ -17,17 +19,54 @@ from trimroute.errors import ConfigError
 from trimroute.eval.metrics import ConfidenceInterval, Price
 from trimroute.eval.report import calibrate as calibrate_run
 from trimroute.eval.report import merge_runs, write_policy_config
-from trimroute.eval.results import calls_line, compute_metrics, plot_run, render_markdown, summary_tables
-from trimroute.eval.rundir import RunDir, write_json
-from trimroute.eval.sweep import PLOT_NAME
+from trimroute.eval.results import CPT_TARGETS, PLOT_NAME, calls_line, compute_metrics, number, percent, write_results
+from trimroute.eval.rundir import RunDir
 
 
-def print_results(results: dict, title: str) -> None:
+def summary_tables(results: Mapping[str, Any], title: str) -> list[Table]:
+    """The report's tables narrowed to an 80-column terminal (report.md has every column)."""
+    ref, n = results["references"], results["n_problems"]
+    caption = f"{n} problems"
+    if n < 100:
+        caption += f": a small sample (one problem moves accuracy by {100 / n:.1f} points)"
+    points = Table(title=f"{title}\n{caption}", title_justify="left")
+    for col in ("point", "accuracy", "PGR", "strong tok", "share", "esc/prob"):
+        points.add_column(col, justify="left" if col == "point" else "right", overflow="fold")
+    for name, p in results["points"].items():
+        points.add_row(
+            Text(name), percent(p["accuracy"]), percent(p["pgr"], 0), number(p["mean_strong_tokens"]),
+            percent(p["strong_share"]), number(p["escalations_per_problem"], 2),
+        )  # fmt: skip
+    points.caption = (
+        f"strong tok = strong tokens per problem; share = of strong-only's {number(ref['c_strong'])}; "
+        "esc/prob = regenerated steps per problem"
+    )
+    if not results["curves"]:
+        return [points]
+    curves = Table(title="curves: CPT as share of strong-only tokens", title_justify="left")
+    for col in ("method", *(f"CPT{int(100 * x)}" for x in CPT_TARGETS), "ΔIBC", "APGR"):
+        curves.add_column(col, justify="left" if col == "method" else "right", overflow="fold")
+    for method, c in results["curves"].items():
+        cells = [percent(v["share"]) if v["tokens"] is not None else "–" for v in c["cpt"].values()]
+        curves.add_row(Text(method), *cells, number(c["delta_ibc"], 2), percent(c["apgr"]))
+    return [points, curves]
+
+
+def print_results(results: Mapping[str, Any], title: str, notes: Mapping[str, Any] | None = None) -> None:
     for table in summary_tables(results, title):
         console.print(table)
+    for random, thr in ((notes or {}).get("matched_random") or {}).items():
+        pts = results["points"]
+        if random in pts and thr in pts:
+            console.print(
+                Text(
+                    f"{random} is matched to the budget of {thr}: {number(pts[random]['mean_strong_tokens'])} vs "
+                    f"{number(pts[thr]['mean_strong_tokens'])} strong tokens per problem"
+                )
+            )
     line = calls_line(results)
     if line is not None:
-        console.print(line)
+        console.print(Text(line))
 
 
 @app.command()
@@ -50,15 +89,11 @@ def report(
         title = "trim report · " + ", ".join(Path(r).name for r in runs)
         if len(runs) == 1:
             title = f"trim eval · {Path(first.config()['dataset']['spec']).name}"
-        text = render_markdown(results, title)
-        print_results(results, title)
+        print_results(results, title, first.config().get("notes"))
         out = out or (runs[0] if len(runs) == 1 else None)
         if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            write_json(out / "metrics.json", results)
-            (out / "report.md").write_text(text, encoding="utf-8")
-            plot_run(results, out / PLOT_NAME, title=title)
-            console.print(f"written: {out / 'report.md'}, {out / PLOT_NAME}.png/.svg")
+            write_results(out, results, title)
+            console.print(Text(f"written: {out / 'report.md'}, {out / PLOT_NAME}.png/.svg"))
 
 
 def _ci(ci: ConfidenceInterval, fmt: str) -> str:

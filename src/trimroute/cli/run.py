@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,15 +14,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from trimroute.build import build_engine
 from trimroute.cli import app
 from trimroute.cli.common import console, handle_errors
+from trimroute.cli.display import print_step
 from trimroute.config import RunConfig, load_run_config, parse_override
 from trimroute.data.grading import grade_trajectory
-from trimroute.display import print_step
 from trimroute.errors import ConfigError
 from trimroute.policies import parse_policy
-from trimroute.trajectories import TrajectoryWriter, read_trajectories
+from trimroute.runner import build_engine, route
+from trimroute.trajectories import TrajectoryWriter
 from trimroute.types import Problem, Trajectory
 
 
@@ -47,16 +48,18 @@ def _overrides(**flags: Any) -> dict[str, Any]:
     return out
 
 
-def resolve_config(config_file: Path | None, sets: list[str], threshold: float | None, **flags: Any) -> RunConfig:
-    """File < flags < --set, then ``--policy thr --threshold 0.7`` becomes ``thr:0.7``."""
+def resolve_config(
+    config_file: Path | None, sets: list[str], threshold: float | None, base: RunConfig | None = None, **flags: Any
+) -> RunConfig:
+    """Base < file < flags < --set, then ``--policy thr --threshold 0.7`` becomes ``thr:0.7``."""
     overrides = _overrides(**flags)
     overrides.update(parse_override(s) for s in sets)
-    config = load_run_config(config_file, overrides)
+    config = load_run_config(config_file, overrides, base)
     if threshold is not None:
         name = config.policy.partition(":")[0]
         if name != "thr":
             raise ConfigError(f"--threshold applies to the threshold policy, not {config.policy!r}; use --policy thr")
-        config = RunConfig(config.weak, config.strong, config.scorer, f"thr:{threshold:g}", config.engine)
+        config = replace(config, policy=f"thr:{threshold:g}")
     parse_policy(config.policy)  # validate before any model call
     return config
 
@@ -74,7 +77,8 @@ def _summary(trajectories: list[Trajectory], wall_s: float) -> Table:
         ("accuracy", f"{sum(graded) / len(graded):.1%} of {len(graded)} graded" if graded else "no answers"),
         ("weak tokens (discarded)", f"{weak} ({discarded})"),
         ("strong tokens", f"{strong} ({strong / max(n, 1):.1f} per problem)"),
-        ("strong-token share", f"{strong / max(weak - discarded + strong, 1):.1%} of the kept solution tokens"),
+        # not DESIGN §6's share c (that needs a strong-only run: trim eval reports it)
+        ("solution tokens by strong", f"{strong / max(weak - discarded + strong, 1):.1%} of the kept tokens"),
         ("escalated steps", f"{sum(t.escalations for t in trajectories) / max(n, 1):.2f} per problem"),
         ("calls weak / strong / scorer", f"{calls['weak']} / {calls['strong']} / {calls['scorer']}"),
         ("wall time", f"{wall_s:.1f} s"),
@@ -89,42 +93,43 @@ async def _run_one(config: RunConfig, problem: Problem, out: Path | None) -> Tra
     try:
         console.print(Text(problem.text + "\n", style="bold"))
         solved = await engine.solve(problem, parse_policy(config.policy), lambda _, step: print_step(console, step))
-        t = grade_trajectory(solved)
+        t = await asyncio.to_thread(grade_trajectory, solved)
     finally:
         await engine.aclose()
     if out is not None:
         with TrajectoryWriter(out) as writer:
             writer.write(t)
-    verdict = {True: "[green]correct[/]", False: "[red]wrong[/]", None: ""}[t.correct]
-    console.print(
-        f"answer: [bold]{t.final_answer}[/] {verdict}  ·  stop: {t.stop_reason.value}  ·  "
-        f"strong tokens {t.strong_tokens}, weak {t.usage.weak.generated_tokens} "
+    verdict = {True: Text("correct", style="green"), False: Text("wrong", style="red"), None: Text("")}[t.correct]
+    line = Text("answer: ").append(str(t.final_answer), style="bold").append(" ").append(verdict)
+    line.append(
+        f"  ·  stop: {t.stop_reason.value}  ·  strong tokens {t.strong_tokens}, weak {t.usage.weak.generated_tokens} "
         f"({t.usage.weak.discarded_tokens} discarded), {t.escalations} escalated"
     )
+    console.print(line)
     return t
 
 
 async def _run_dataset(config: RunConfig, problems: list[Problem], out: Path) -> list[Trajectory]:
-    with TrajectoryWriter(out) as writer:
-        todo = [p for p in problems if p.id not in writer.done]
-        if len(todo) < len(problems):
-            console.print(f"resuming: {len(problems) - len(todo)} of {len(problems)} problems already in {out}")
-        t0 = time.perf_counter()
-        engine = build_engine(config)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        try:
-            with Progress(*columns, console=console, transient=True) as progress:
-                task = progress.add_task(config.policy, total=len(problems), completed=len(problems) - len(todo))
-                async for t in engine.run(todo, parse_policy(config.policy)):
-                    writer.write(await asyncio.to_thread(grade_trajectory, t))
-                    progress.advance(task)
-        finally:
-            await engine.aclose()
-        wall = time.perf_counter() - t0
-    ids = {p.id for p in problems}
-    done = [t for t in read_trajectories(out) if t.problem.id in ids]
-    console.print(_summary(done, wall))
-    console.print(f"trajectories: {out}")
+    t0 = time.perf_counter()
+    engine = build_engine(config)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(config.policy, total=len(problems))
+            started = False
+
+            def show(done: int, total: int) -> None:
+                nonlocal started
+                if not started and done:
+                    console.print(Text(f"resuming: {done} of {total} problems already in {out}"))
+                started = True
+                progress.update(task, completed=done)
+
+            done = await route(engine, problems, parse_policy(config.policy), out=out, on_progress=show)
+    finally:
+        await engine.aclose()
+    console.print(_summary(done, time.perf_counter() - t0))
+    console.print(Text(f"trajectories: {out}"))
     return done
 
 

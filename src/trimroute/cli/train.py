@@ -3,63 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from trimroute.cli import app
 from trimroute.cli.common import console, handle_errors, numbers_option
+from trimroute.cli.run import resolve_config
 from trimroute.errors import ConfigError
-
-if TYPE_CHECKING:  # torch loads only when a training command runs
-    from trimroute.learn.train import TrainingSetup
-
-SIM_TRAIN_SET, SIM_VALIDATION_SET = 1000, 2000  # simulated problem sets apart from trim eval's (set 0...)
-
-
-def sim_setup(preset: str, train_problems: int, val_problems: int, seed: int) -> TrainingSetup:
-    """Episodes from the calibrated simulator of ``preset`` (``learn.simulator``)."""
-    from trimroute.learn.presets import load_params
-    from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
-    from trimroute.learn.train import TrainingSetup
-
-    params = load_params(preset)  # fails fast on an unknown preset
-    return TrainingSetup(
-        make_engine=lambda: simulated_engine(params, seed=seed),
-        train=simulated_problems(train_problems, seed=SIM_TRAIN_SET + seed),
-        validation=simulated_problems(val_problems, seed=SIM_VALIDATION_SET + seed),
-        grade=is_sim_correct,
-        description={"env": f"sim:{preset}", "dataset": f"simulated ({train_problems} train, {val_problems} val)"},
-    )
-
-
-def live_setup(config_file: Path | None, sets: list[str], dataset: str, val_problems: int, seed: int) -> TrainingSetup:
-    """Episodes from real models (a run config) on a dataset; the last ``val_problems`` (after a seeded
-    shuffle) are held out for validation."""
-    from trimroute.build import build_engine
-    from trimroute.cli.run import resolve_config
-    from trimroute.data.datasets import load_dataset
-    from trimroute.data.grading import grade_trajectory
-    from trimroute.learn.train import TrainingSetup
-
-    config = resolve_config(config_file, sets, None)
-    if config.scorer.kind == "none":
-        raise ConfigError("learned policies need step scores: set scorer.kind in --config or with --set")
-    problems = load_dataset(dataset, seed=seed, shuffle=True)
-    if len(problems) <= val_problems:
-        raise ConfigError(f"{dataset!r} has {len(problems)} problems; need more than --val-problems {val_problems}")
-    return TrainingSetup(
-        make_engine=lambda: build_engine(config),
-        train=problems[:-val_problems],
-        validation=problems[-val_problems:],
-        grade=lambda t: bool(grade_trajectory(t).correct),
-        description={
-            "env": "live",
-            "dataset": dataset,
-            "models": {"weak": config.weak.model, "strong": config.strong.model, "scorer": config.scorer.kind},
-        },
-    )
 
 
 @app.command(context_settings={"allow_extra_args": True})
@@ -84,7 +44,15 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of PPO, problem order and sampling.")] = 0,
 ) -> None:
     """Train routing policies with PPO; one artifact per λ (``--policy agg:OUT/lam_L/policy``)."""
-    from trimroute.learn.train import PPOConfig, TrainConfig, lam_folder, train_sweep
+    from trimroute.learn.train import (
+        PPOConfig,
+        TrainConfig,
+        TrainEvent,
+        lam_folder,
+        live_setup,
+        simulated_setup,
+        train_sweep,
+    )
 
     with handle_errors():
         if kind not in ("agg", "seq"):
@@ -94,11 +62,11 @@ def train(
         if name == "sim":
             if dataset or config_file or set_:
                 raise ConfigError("--dataset, --config and --set apply to --env live; the simulator makes its problems")
-            setup = sim_setup(preset or "qwen1.5b-7b", train_problems, val_problems, seed)
+            setup = simulated_setup(preset or "qwen1.5b-7b", train_problems, val_problems, seed)
         elif env == "live":
             if not dataset:
                 raise ConfigError("--env live needs --dataset (a JSONL file or dataset name) and --config")
-            setup = live_setup(config_file, set_ or [], dataset, val_problems, seed)
+            setup = live_setup(resolve_config(config_file, set_ or [], None), dataset, val_problems, seed)
         else:
             raise ConfigError(f"--env must be sim:PRESET or live, got {env!r}")
         config = TrainConfig(
@@ -119,7 +87,18 @@ def train(
             TimeRemainingColumn(),
         )
         with Progress(*columns, console=console) as progress:
-            curve = train_sweep(setup, config, lams, out, progress)
+            tasks: dict[float, TaskID] = {}
+
+            def show(event: TrainEvent) -> None:
+                label = f"{kind} λ={event.lam:g}"
+                if event.lam not in tasks:
+                    tasks[event.lam] = progress.add_task(label, total=event.total)
+                progress.update(tasks[event.lam], completed=event.timesteps)
+                if event.validation is not None:
+                    note = f" val {event.validation.score:.3f}{' ★' if event.best else ''}"
+                    progress.update(tasks[event.lam], description=label + note)
+
+            curve = train_sweep(setup, config, lams, out, show)
         policies = [f"{kind}:{lam_folder(out, x) / 'policy'}" for x in sorted(lams, reverse=True)]
         console.print(f"policies: {' '.join(policies)}")
         console.print(f"curve: {curve}   TensorBoard: tensorboard --logdir {out}")

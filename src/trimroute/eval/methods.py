@@ -5,6 +5,9 @@ A spec names a method (one curve of the report) and, for swept methods, its poin
 - any policy spec accepted by ``parse_policy`` (``weak``, ``strong``, ``thr:0.7``, ``pomdp:DIR``, ...);
   a comma list expands to one point per value, and ``a,b,...,c`` to the arithmetic progression
   (``thr:0,0.1,...,1`` is 11 points);
+- ``thr:quantile=0.1,0.25``: TRIM-Thr at thresholds set to those quantiles of the scores of the weak
+  steps (scored by a ``thr:0`` point, which keeps every weak step), so each escalates about that share of
+  steps whatever the scorer's scale;
 - ``random:matched``: random step routing at the mean strong-token budget of each ``thr`` point;
 - ``automix[:prod|min][:THRESHOLDS]``: AutoMix-PRM, whole-problem escalation on the aggregated PRM score;
 - ``query:knn|logreg[:THRESHOLDS]``: RouteLLM-style query router on problem-text embeddings;
@@ -22,7 +25,16 @@ from dataclasses import dataclass
 from trimroute.errors import ConfigError
 from trimroute.policies import parse_policy
 
-__all__ = ["AutoMix", "MatchedRandom", "Method", "Oracle", "PolicyPoints", "QueryRouter", "parse_methods"]
+__all__ = [
+    "AutoMix",
+    "MatchedRandom",
+    "Method",
+    "Oracle",
+    "PolicyPoints",
+    "QuantileThresholds",
+    "QueryRouter",
+    "parse_methods",
+]
 
 AUTOMIX_AGGREGATES = ("prod", "min")
 QUERY_ROUTERS = ("knn", "logreg")
@@ -34,6 +46,18 @@ class PolicyPoints:
 
     family: str
     specs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class QuantileThresholds:
+    """TRIM-Thr at quantiles of the weak steps' scores (points of the ``thr`` curve, ``thr:0`` first)."""
+
+    quantiles: tuple[float, ...]
+    family: str = "thr"
+
+    @property
+    def spec(self) -> str:
+        return "thr:quantile=" + ",".join(f"{q:g}" for q in self.quantiles)
 
 
 @dataclass(frozen=True)
@@ -74,7 +98,7 @@ class Oracle:
     family: str = "oracle"
 
 
-Method = PolicyPoints | MatchedRandom | AutoMix | QueryRouter | Oracle
+Method = PolicyPoints | QuantileThresholds | MatchedRandom | AutoMix | QueryRouter | Oracle
 
 
 def parse_values(spec: str, text: str) -> tuple[float, ...]:
@@ -123,6 +147,13 @@ def parse_method(spec: str) -> Method:
         return Oracle()
     if spec == "random:matched":
         return MatchedRandom()
+    if rest.startswith("quantile="):
+        if name != "thr":
+            raise ConfigError(f"{spec!r}: quantile thresholds are for thr, e.g. thr:quantile=0.1,0.25")
+        quantiles = parse_values(spec, rest.removeprefix("quantile="))
+        if not quantiles or not all(0.0 < q < 1.0 for q in quantiles):
+            raise ConfigError(f"{spec!r}: quantiles must lie in (0, 1), e.g. thr:quantile=0.1,0.25")
+        return QuantileThresholds(quantiles)
     if name == "automix":
         aggregate = args[0] if args else "prod"
         if aggregate not in AUTOMIX_AGGREGATES:
@@ -144,7 +175,7 @@ def parse_methods(specs: Sequence[str]) -> list[Method]:
         if method not in methods:
             methods.append(method)
     if any(isinstance(m, MatchedRandom) for m in methods) and not any(
-        isinstance(m, PolicyPoints) and m.family == "thr" for m in methods
+        isinstance(m, PolicyPoints | QuantileThresholds) and m.family == "thr" for m in methods
     ):
         raise ConfigError("random:matched matches the budgets of thr points: add e.g. thr:0,0.1,...,1 to --methods")
     return methods

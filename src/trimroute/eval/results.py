@@ -13,15 +13,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-
 from trimroute import __version__
 from trimroute.errors import DataError
 from trimroute.eval import metrics as m
 from trimroute.eval.plots import plot_curves
+from trimroute.eval.rundir import write_json
 from trimroute.types import ROLES, Role, Trajectory
 
-__all__ = ["PointData", "calls_line", "compute_metrics", "plot_run", "render_markdown", "summary_tables"]
+__all__ = [
+    "PLOT_NAME",
+    "PointData",
+    "calls_line",
+    "compute_metrics",
+    "number",
+    "percent",
+    "plot_run",
+    "render_markdown",
+    "write_results",
+]
+
+PLOT_NAME = "accuracy_cost"
 
 CPT_TARGETS = (0.5, 0.8, 0.95)
 BUDGET_SHARES = (0.1, 0.2, 0.5)  # budgeted accuracy at these shares of the strong-only cost
@@ -148,11 +159,11 @@ def compute_metrics(
 # --- rendering -----------------------------------------------------------------------------------------
 
 
-def _pct(x: float | None, digits: int = 1) -> str:
+def percent(x: float | None, digits: int = 1) -> str:
     return "–" if x is None or not math.isfinite(x) else f"{100 * x:.{digits}f}%"
 
 
-def _num(x: float | None, digits: int = 1) -> str:
+def number(x: float | None, digits: int = 1) -> str:
     return "–" if x is None or not math.isfinite(x) else f"{x:,.{digits}f}"
 
 
@@ -167,8 +178,8 @@ def render_markdown(results: Mapping[str, Any], title: str = "trim eval") -> str
     lines = [
         f"# {title}",
         "",
-        f"{results['n_problems']} problems · weak {_pct(ref['r_weak'])} · strong {_pct(ref['r_strong'])} · "
-        f"strong-only {_num(ref['c_strong'])} strong tokens per problem",
+        f"{results['n_problems']} problems · weak {percent(ref['r_weak'])} · strong {percent(ref['r_strong'])} · "
+        f"strong-only {number(ref['c_strong'])} strong tokens per problem",
         "",
         "| method | point | accuracy [95% CI] | PGR | C̄ (strong tok/problem) | c (share) | weak tok | discarded | "
         "escalations | scorer calls | $ |",
@@ -177,10 +188,10 @@ def render_markdown(results: Mapping[str, Any], title: str = "trim eval") -> str
     for name, p in results["points"].items():
         usd = "–" if p["cost_usd"] is None else f"{p['cost_usd']:.4f}"
         lines.append(
-            f"| {p['method']} | `{name}` | {_pct(p['accuracy'])} {_interval(p['accuracy_ci'], _pct)} | "
-            f"{_pct(p['pgr'], 0)} | {_num(p['mean_strong_tokens'])} | {_pct(p['strong_share'])} | "
-            f"{_num(p['mean_weak_tokens'])} | {_num(p['mean_discarded_tokens'])} | "
-            f"{_num(p['escalations_per_problem'], 2)} | {_num(p['mean_scorer_calls'], 1)} | {usd} |"
+            f"| {p['method']} | `{name}` | {percent(p['accuracy'])} {_interval(p['accuracy_ci'], percent)} | "
+            f"{percent(p['pgr'], 0)} | {number(p['mean_strong_tokens'])} | {percent(p['strong_share'])} | "
+            f"{number(p['mean_weak_tokens'])} | {number(p['mean_discarded_tokens'])} | "
+            f"{number(p['escalations_per_problem'], 2)} | {number(p['mean_scorer_calls'], 1)} | {usd} |"
         )
     if results["curves"]:
         heads = " | ".join(f"CPT({k})" for k in next(iter(results["curves"].values()))["cpt"])
@@ -188,36 +199,14 @@ def render_markdown(results: Mapping[str, Any], title: str = "trim eval") -> str
         for method, c in results["curves"].items():
             cells = []
             for v in c["cpt"].values():
-                cell = f"{_num(v['tokens'])} tok ({_pct(v['share'])})" if v["tokens"] is not None else "not reached"
-                cells.append(f"{cell} {_interval(v['tokens_ci'], _num)}".strip())
-            lines.append(f"| {method} | {' | '.join(cells)} | {_num(c['delta_ibc'], 2)} | {_pct(c['apgr'])} |")
+                reached = v["tokens"] is not None
+                cell = f"{number(v['tokens'])} tok ({percent(v['share'])})" if reached else "not reached"
+                cells.append(f"{cell} {_interval(v['tokens_ci'], number)}".strip())
+            lines.append(f"| {method} | {' | '.join(cells)} | {number(c['delta_ibc'], 2)} | {percent(c['apgr'])} |")
     line = calls_line(results)
     if line is not None:
         lines += ["", line]
     return "\n".join(lines) + "\n"
-
-
-def summary_tables(results: Mapping[str, Any], title: str = "trim eval") -> list[Table]:
-    """Narrow terminal versions of the report's tables (report.md has every column)."""
-    ref = results["references"]
-    points = Table(
-        title=f"{title} · {results['n_problems']} problems · C̄ strong-only {_num(ref['c_strong'])} tokens",
-        title_justify="left",
-    )
-    for col in ("point", "accuracy", "PGR", "C̄", "c", "esc/prob"):
-        points.add_column(col, justify="left" if col == "point" else "right")
-    for name, p in results["points"].items():
-        points.add_row(
-            name, _pct(p["accuracy"]), _pct(p["pgr"], 0), _num(p["mean_strong_tokens"]), _pct(p["strong_share"]),
-            _num(p["escalations_per_problem"], 2),
-        )  # fmt: skip
-    curves = Table(title="curves: CPT as share of strong-only tokens", title_justify="left")
-    for col in ("method", *(f"CPT({int(100 * x)}%)" for x in CPT_TARGETS), "ΔIBC", "APGR"):
-        curves.add_column(col, justify="left" if col == "method" else "right")
-    for method, c in results["curves"].items():
-        cells = [_pct(v["share"]) if v["tokens"] is not None else "–" for v in c["cpt"].values()]
-        curves.add_row(method, *cells, _num(c["delta_ibc"], 2), _pct(c["apgr"]))
-    return [points, curves] if results["curves"] else [points]
 
 
 def calls_line(results: Mapping[str, Any]) -> str | None:
@@ -252,3 +241,11 @@ def plot_run(results: Mapping[str, Any], out: str | Path, title: str | None = No
         oracle=[tuple(p) for p in results["oracle_band"]],
         title=title,
     )
+
+
+def write_results(out: Path, results: Mapping[str, Any], title: str) -> None:
+    """``metrics.json``, ``report.md`` and the accuracy–cost plot of ``results`` into folder ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", results)
+    (out / "report.md").write_text(render_markdown(results, title), encoding="utf-8")
+    plot_run(results, out / PLOT_NAME, title=title)

@@ -3,7 +3,7 @@
 ::
 
     RUN/
-      config.json            dataset, problem ids, model/scorer/engine config, prices, package version
+      config.json            dataset, problem ids, model/scorer/engine config, prices, package version, notes
       points.json            every point of every method: name, method (curve), trajectory file
       calls.json             cache hits and misses per method, summed over every invocation
       trajectories/*.jsonl   one file per point (TrajectoryWriter: resumable)
@@ -105,6 +105,12 @@ class RunDir:
         else:
             self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.config_path, dict(config))
+
+    def note(self, key: str, value: Any) -> None:
+        """Record something a method derived while running (e.g. quantile thresholds) under ``notes``."""
+        config = self.config()
+        config.setdefault("notes", {})[key] = value
+        write_json(self.config_path, config)
 
     def add_point(self, name: str, method: str) -> PointEntry:
         for p in self.points:

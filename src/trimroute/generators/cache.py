@@ -13,16 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from trimroute.engine import Engine
 from trimroute.generators.base import Generator
-from trimroute.scorers.cache import CachedScorer
 from trimroute.store import CallStore, request_key
 from trimroute.types import FinishReason, Generation, StepRequest
 
-__all__ = ["CachedGenerator", "cached_engine", "generation_from_dict", "generation_to_dict"]
-
-# Fields of a backend config that change how a request is sent, never what comes back: not part of the key.
-TRANSPORT_FIELDS = frozenset({"base_url", "api_key_env", "timeout_s", "max_retries"})
+__all__ = ["CachedGenerator", "generation_from_dict", "generation_to_dict"]
 
 
 def generation_to_dict(gen: Generation) -> dict[str, Any]:
@@ -55,8 +50,9 @@ class CachedGenerator:
         inner: the real generator.
         store: the call store (shared by every wrapper of a sweep).
         role: namespace of the hit/miss counters (``weak`` or ``strong``).
-        params: what else changes the output (temperature, top_p, chat template, ...): part of the key.
-        close_inner: whether ``aclose`` closes ``inner`` (False when another wrapper owns it).
+        params: what else changes the output (``config.identity`` of the backend): part of the key.
+
+    It owns nothing: the engine it was wrapped into (``Engine.wrapped``) closes ``inner``.
     """
 
     def __init__(
@@ -65,10 +61,8 @@ class CachedGenerator:
         store: CallStore,
         role: str,
         params: Mapping[str, Any] | None = None,
-        close_inner: bool = True,
     ) -> None:
         self.inner = inner
-        self.close_inner = close_inner
         self.model = inner.model
         self.store = store
         self.role = role
@@ -99,19 +93,4 @@ class CachedGenerator:
         return generation_from_dict(await self.store.get_or_call(self.role, self.key(request), call))
 
     async def aclose(self) -> None:
-        if self.close_inner:
-            await self.inner.aclose()
-
-
-def cached_engine(engine: Engine, store: CallStore, params: Mapping[str, Mapping[str, Any]] | None = None) -> Engine:
-    """A copy of ``engine`` whose weak, strong and scorer calls go through ``store``.
-
-    ``params`` maps a role to what, besides the request, decides its output (e.g. the backend config
-    without its transport fields, see ``TRANSPORT_FIELDS``).
-    """
-    params = params or {}
-    weak = CachedGenerator(engine.weak, store, "weak", params.get("weak"))
-    shared = engine.strong is engine.weak  # one backend object serving both roles is closed once
-    strong = CachedGenerator(engine.strong, store, "strong", params.get("strong"), close_inner=not shared)
-    scorer = CachedScorer(engine.scorer, store, params.get("scorer")) if engine.scorer is not None else None
-    return Engine(weak, strong, scorer, engine.config)
+        return None

@@ -16,7 +16,8 @@ Finish reasons are exact: when the separator is hit, ``llama-cpp-python`` stops 
 token that completed it; when the model emits its end-of-generation token, every generated token has
 been evaluated. So ``n_tokens == prompt + generated`` means EOS and one fewer means STOP.
 
-Options: ``model_path`` (required), ``n_ctx`` (4096), ``n_threads``, ``n_batch`` (512),
+``model`` may be a catalog name (``trim models list``), resolved offline to its GGUF file; options:
+``model_path`` (a GGUF file instead), ``n_ctx`` (4096), ``n_threads``, ``n_batch`` (512),
 ``logits_all`` (needed for token logprobs; slower).
 """
 
@@ -47,8 +48,15 @@ class LlamaCppGenerator:
         if unknown:
             raise ConfigError(f"unknown option {unknown[0]!r} for a llamacpp backend; valid: {', '.join(OPTIONS)}")
         path = opts.get("model_path")
+        if not path and config.model:
+            from trimroute.models import pull_model
+
+            path = str(pull_model(config.model))  # a catalog name (or a .gguf path) in ``model``
         if not path or not Path(path).expanduser().is_file():
-            raise ConfigError(f"options.model_path must name a GGUF file for a llamacpp backend, got {path!r}")
+            raise ConfigError(
+                f"a llamacpp backend needs a catalog model name (trim models list) or options.model_path "
+                f"naming a GGUF file; got model {config.model!r}, model_path {path!r}"
+            )
         try:
             from llama_cpp import Llama
         except ImportError:

@@ -30,8 +30,9 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvS
 
 from trimroute.engine import Engine
 from trimroute.errors import ConfigError
-from trimroute.learn.features import FeatureSet
 from trimroute.policies.base import Policy
+from trimroute.policies.features import FeatureSet
+from trimroute.runner import route
 from trimroute.types import Action, Observation, Problem, Trajectory
 
 __all__ = ["Grader", "RoutingEnv", "RoutingVecEnv"]
@@ -93,7 +94,7 @@ class RoutingVecEnv(VecEnv):
     Args:
         engine: the routing engine (live backends or the simulator); the env owns it and closes it.
         problems: training problems, drawn in a seeded shuffle, repeated as needed.
-        features: how observations become arrays (``learn.features``).
+        features: how observations become arrays (``policies.features``).
         lam: λ, the price of one strong token in units of one correct answer.
         grade: whether a finished trajectory is correct.
         n_envs: problems in flight.
@@ -134,11 +135,7 @@ class RoutingVecEnv(VecEnv):
 
     def evaluate(self, problems: Iterable[Problem], policy: Policy) -> list[Trajectory]:
         """Route ``problems`` with ``policy`` through the env's engine (base seed) and grade them."""
-
-        async def collect() -> list[Trajectory]:
-            return [replace(t, correct=self.grade(t)) async for t in self.engine.run(problems, policy)]
-
-        return self.run(collect())
+        return self.run(route(self.engine, problems, policy, grade=lambda t: replace(t, correct=self.grade(t))))
 
     # -- VecEnv ----------------------------------------------------------------------------------------
 
@@ -193,7 +190,8 @@ class RoutingVecEnv(VecEnv):
             problem, seed = self._stream.next()
             engine = self.engine
             if self.resample and engine.config.seed is not None:
-                engine = Engine(engine.weak, engine.strong, engine.scorer, replace(engine.config, seed=seed))
+                # a twin, not a new engine: every slot's calls queue on the same per-backend limits
+                engine = engine.with_config(replace(engine.config, seed=seed))
             slot.ready.clear()
             # the engine awaits the agent's future decisions; Policy types decide() as returning an Action
             slot.task = asyncio.create_task(engine.solve(problem, cast(Policy, _Agent(slot))))

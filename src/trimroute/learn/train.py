@@ -3,10 +3,11 @@
 ``train_policy`` trains one policy at one λ in the routing environment (``learn.env``), validates it
 periodically by routing held-out problems through the same engine with the runtime policy, and keeps the
 checkpoint with the best validation return (accuracy − λ·mean strong tokens) as the published artifact
-(``learn.artifacts``). ``train_sweep`` does that for several λ, one artifact each: one accuracy–cost curve.
+(``policies.artifacts``). ``train_sweep`` does that for several λ, one artifact each: one accuracy–cost curve.
 
 An output folder holds, per λ: ``policy/`` (the artifact), ``checkpoint.zip`` (SB3's, to resume only),
 ``state.json`` (the validation history), ``tb/`` (TensorBoard logs). Rerunning the same command resumes.
+Progress is reported through a callback (``TrainEvent``); the CLI draws it.
 """
 
 from __future__ import annotations
@@ -20,22 +21,36 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from rich.progress import Progress, TaskID
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecMonitor
 
+from trimroute.config import RunConfig
 from trimroute.engine import Engine
 from trimroute.errors import ConfigError
-from trimroute.learn.artifacts import network_spec, policy_kwargs, save_artifact
 from trimroute.learn.env import Grader, RoutingVecEnv
-from trimroute.learn.features import DEFAULT_FEATURES, FeatureSet, Kind, feature_set
 from trimroute.policies.agg import LearnedPolicy
+from trimroute.policies.artifacts import save_artifact
+from trimroute.policies.features import DEFAULT_FEATURES, FeatureSet, Kind, feature_set
+from trimroute.policies.networks import network_spec, policy_kwargs
 from trimroute.types import Problem, Trajectory
 
-__all__ = ["PPOConfig", "TrainConfig", "TrainingSetup", "Validation", "train_policy", "train_sweep", "validate"]
+__all__ = [
+    "PPOConfig",
+    "TrainConfig",
+    "TrainEvent",
+    "TrainingSetup",
+    "Validation",
+    "live_setup",
+    "simulated_setup",
+    "train_policy",
+    "train_sweep",
+    "validate",
+]
+
+SIM_TRAIN_SET, SIM_VALIDATION_SET = 1000, 2000  # simulated problem sets apart from trim eval's (set 0...)
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,46 @@ class TrainingSetup:
             raise ConfigError("training needs training and validation problems (got an empty set)")
 
 
+def simulated_setup(preset: str, train_problems: int, val_problems: int, seed: int) -> TrainingSetup:
+    """Episodes from the calibrated simulator of ``preset`` (``learn.simulator``)."""
+    from trimroute.learn.presets import load_params
+    from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
+
+    params = load_params(preset)  # fails fast on an unknown preset
+    return TrainingSetup(
+        make_engine=lambda: simulated_engine(params, seed=seed),
+        train=simulated_problems(train_problems, seed=SIM_TRAIN_SET + seed),
+        validation=simulated_problems(val_problems, seed=SIM_VALIDATION_SET + seed),
+        grade=is_sim_correct,
+        description={"env": f"sim:{preset}", "dataset": f"simulated ({train_problems} train, {val_problems} val)"},
+    )
+
+
+def live_setup(config: RunConfig, dataset: str, val_problems: int, seed: int) -> TrainingSetup:
+    """Episodes from real models (a run config) on a dataset; the last ``val_problems`` (after a seeded
+    shuffle) are held out for validation."""
+    from trimroute.data.datasets import load_dataset
+    from trimroute.data.grading import grade_trajectory
+    from trimroute.runner import build_engine
+
+    if config.scorer.kind == "none":
+        raise ConfigError("learned policies need step scores: set scorer.kind in --config or with --set")
+    problems = load_dataset(dataset, seed=seed, shuffle=True)
+    if len(problems) <= val_problems:
+        raise ConfigError(f"{dataset!r} has {len(problems)} problems; need more than --val-problems {val_problems}")
+    return TrainingSetup(
+        make_engine=lambda: build_engine(config),
+        train=problems[:-val_problems],
+        validation=problems[-val_problems:],
+        grade=lambda t: bool(grade_trajectory(t).correct),
+        description={
+            "env": "live",
+            "dataset": dataset,
+            "models": {"weak": config.weak.model, "strong": config.strong.model, "scorer": config.scorer.kind},
+        },
+    )
+
+
 @dataclass(frozen=True)
 class Validation:
     """A validation result: the return a policy earns per problem at λ (what the best checkpoint maximises)."""
@@ -150,13 +205,27 @@ class _Validate(BaseCallback):
             self.run.validate(self.model)
 
 
+@dataclass(frozen=True)
+class TrainEvent:
+    """Where one training run stands: timesteps done of ``total``, and the validation just made (if any)."""
+
+    lam: float
+    timesteps: int
+    total: int
+    validation: Validation | None = None
+    best: bool = False  # the validation is the best so far (its checkpoint is the published artifact)
+
+
+TrainProgress = Callable[[TrainEvent], None]
+
+
 class _ShowProgress(BaseCallback):
-    def __init__(self, progress: Progress, task: TaskID) -> None:
+    def __init__(self, config: TrainConfig, on_progress: TrainProgress) -> None:
         super().__init__()
-        self.progress, self.task = progress, task
+        self.config, self.on_progress = config, on_progress
 
     def _on_step(self) -> bool:
-        self.progress.update(self.task, completed=self.num_timesteps)
+        self.on_progress(TrainEvent(self.config.lam, self.num_timesteps, self.config.steps))
         return True
 
 
@@ -171,7 +240,7 @@ class _Run:
     venv: RoutingVecEnv
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None
-    on_validation: Callable[[Validation, bool], None] = lambda v, best: None
+    on_progress: TrainProgress | None = None
 
     @property
     def done_steps(self) -> int:
@@ -211,14 +280,15 @@ class _Run:
         tmp = self.out / "state.json.tmp"
         tmp.write_text(json.dumps(state, indent=1) + "\n")
         tmp.replace(self.out / "state.json")
-        self.on_validation(result, improved)
+        if self.on_progress is not None:
+            self.on_progress(TrainEvent(self.config.lam, model.num_timesteps, self.config.steps, result, improved))
 
 
 def train_policy(
     setup: TrainingSetup,
     config: TrainConfig,
     out: Path,
-    progress: Progress | None = None,
+    on_progress: TrainProgress | None = None,
 ) -> dict[str, Any]:
     """Train one policy at ``config.lam`` into ``out``; resume if ``out`` holds a run of the same config.
 
@@ -238,7 +308,7 @@ def train_policy(
     engine = setup.make_engine()
     features = feature_set(config.feature_name, max_steps=engine.config.max_steps)
     venv = RoutingVecEnv(engine, setup.train, features, config.lam, setup.grade, config.n_envs, config.seed)
-    run = _Run(out, config, setup, features, venv, list(state.get("history", [])), state.get("best"))
+    run = _Run(out, config, setup, features, venv, list(state.get("history", [])), state.get("best"), on_progress)
     env = VecMonitor(venv)
     try:
         if state:
@@ -254,14 +324,9 @@ def train_policy(
                 **asdict(config.ppo),
             )
         callbacks: list[BaseCallback] = [_Validate(run)]
-        if progress is not None:
-            task = progress.add_task(
-                f"{config.kind} λ={config.lam:g}", total=config.steps, completed=model.num_timesteps
-            )
-            callbacks.append(_ShowProgress(progress, task))
-            run.on_validation = lambda v, best: progress.update(
-                task, description=f"{config.kind} λ={config.lam:g} val {v.score:.3f}{' ★' if best else ''}"
-            )
+        if on_progress is not None:
+            on_progress(TrainEvent(config.lam, model.num_timesteps, config.steps))
+            callbacks.append(_ShowProgress(config, on_progress))
         remaining = config.steps - model.num_timesteps
         if remaining > 0:
             model.learn(remaining, callback=callbacks, reset_num_timesteps=False, tb_log_name="ppo")
@@ -281,7 +346,7 @@ def train_sweep(
     config: TrainConfig,
     lams: Sequence[float],
     out: Path,
-    progress: Progress | None = None,
+    on_progress: TrainProgress | None = None,
 ) -> Path:
     """Train one policy per λ (one accuracy–cost curve); write ``out/curve.json`` listing them."""
     if not lams or len(set(lams)) != len(lams):
@@ -289,7 +354,7 @@ def train_sweep(
     points = []
     for lam in sorted(lams, reverse=True):
         folder = lam_folder(out, lam)
-        best = train_policy(setup, replace(config, lam=lam), folder, progress)
+        best = train_policy(setup, replace(config, lam=lam), folder, on_progress)
         points.append({"lam": lam, "policy": f"{config.kind}:{folder / 'policy'}", "validation": best})
     curve = out / "curve.json"
     curve.write_text(json.dumps({"kind": config.kind, **setup.description, "points": points}, indent=1) + "\n")

@@ -13,8 +13,8 @@ import numpy as np
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from trimroute.errors import ConfigError
-from trimroute.learn.artifacts import load_artifact
-from trimroute.learn.features import FeatureSet
+from trimroute.policies.artifacts import load_artifact
+from trimroute.policies.features import FeatureSet
 from trimroute.types import Action, Observation
 
 __all__ = ["LearnedPolicy", "load_agg", "load_learned"]

@@ -54,4 +54,4 @@ class CachedScorer:
         return Scores(tuple(d["values"]), d["prompt_tokens"], d["generated_tokens"], d["calls"])
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        return None  # the engine it was wrapped into closes ``inner``

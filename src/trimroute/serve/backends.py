@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 
-from trimroute.build import build_engine
 from trimroute.config import RunConfig
 from trimroute.engine import Engine
 from trimroute.errors import BackendError
 from trimroute.generators.base import Generator
+from trimroute.runner import build_backends
 from trimroute.scorers.base import Scorer
 from trimroute.serve.metrics import Metrics
 from trimroute.types import Generation, Problem, Role, Scores, Step, StepRequest
@@ -32,14 +32,15 @@ class Backends:
 
     @classmethod
     def from_config(cls, config: RunConfig) -> Backends:
-        engine = build_engine(config)
-        return cls(engine.weak, engine.strong, engine.scorer)
+        return cls(*build_backends(config))
 
     def engine(self, config: RunConfig, metrics: Metrics) -> Engine:
-        """One engine for all requests, so ``engine.backend_concurrency`` bounds each backend's calls."""
-        scorer = RoleScorer(self.scorer, metrics) if self.scorer is not None else None
-        return Engine(RoleGenerator(self.weak, "weak", metrics), RoleGenerator(self.strong, "strong", metrics),
-                      scorer, config.engine)  # fmt: skip
+        """One engine for all requests, so ``engine.backend_concurrency`` bounds each backend's calls; each
+        backend is wrapped to say which role failed and to time its calls."""
+        return Engine(self.weak, self.strong, self.scorer, config.engine).wrapped(
+            lambda role, generator: RoleGenerator(generator, role, metrics),
+            lambda scorer: RoleScorer(scorer, metrics),
+        )
 
     async def aclose(self) -> None:
         unique = {id(b): b for b in (self.weak, self.strong, self.scorer) if b is not None}
@@ -79,7 +80,7 @@ class RoleGenerator(_Tagged):
         return generation
 
     async def aclose(self) -> None:
-        return None  # ``Backends.aclose`` closes the inner generator once
+        return None  # the engine (or ``Backends.aclose``) closes the inner generator once
 
 
 class RoleScorer(_Tagged):

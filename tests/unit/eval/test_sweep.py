@@ -14,6 +14,7 @@ from trimroute.errors import ConfigError
 from trimroute.eval.methods import AutoMix, MatchedRandom, Oracle, PolicyPoints, QueryRouter, parse_methods
 from trimroute.eval.rundir import RunDir
 from trimroute.eval.sweep import run_sweep
+from trimroute.runner import cached_engine
 from trimroute.store import CallStore
 from trimroute.testing import ScriptedGenerator, ScriptedScorer
 from trimroute.trajectories import read_trajectories
@@ -51,8 +52,8 @@ def make_engine() -> tuple[Engine, ScriptedGenerator, ScriptedGenerator, Scripte
 async def sweep(tmp_path: Path, methods: list[str], store: CallStore | None = None, problems=PROBLEMS):
     engine, weak, strong, scorer = make_engine()
     results = await run_sweep(
-        engine, problems, parse_methods(methods), RunDir(tmp_path / "run"), setup={"dataset": "scripted"},
-        store=store, options=None,
+        cached_engine(engine, store) if store is not None else engine, problems, parse_methods(methods),
+        RunDir(tmp_path / "run"), setup={"dataset": "scripted"}, store=store, options=None,
     )  # fmt: skip
     return results, weak, strong, scorer
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from trimroute import Engine, EngineConfig, Problem, parse_policy
-from trimroute.generators.cache import CachedGenerator, cached_engine
+from trimroute.generators.cache import CachedGenerator
+from trimroute.runner import cached_engine
 from trimroute.scorers.cache import CachedScorer
 from trimroute.store import CallStore
 from trimroute.testing import ScriptedGenerator, ScriptedScorer

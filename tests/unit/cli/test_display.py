@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from trimroute.display import print_step
+from trimroute.cli.display import print_step
 from trimroute.types import Action, Step
 
 

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from trimroute.errors import ArtifactError, ConfigError
-from trimroute.learn.artifacts import build_network, load_artifact, network_spec, save_artifact
-from trimroute.learn.features import feature_set
 from trimroute.policies import parse_policy
 from trimroute.policies.agg import LearnedPolicy
+from trimroute.policies.artifacts import load_artifact, save_artifact
+from trimroute.policies.features import feature_set
+from trimroute.policies.networks import build_network, network_spec
 from trimroute.testing import check_policy
 from trimroute.types import Action, Observation
 

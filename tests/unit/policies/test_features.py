@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from trimroute.errors import ArtifactError, ConfigError
-from trimroute.learn.features import FEATURE_SETS, FeatureSet, feature_set
+from trimroute.policies.features import FEATURE_SETS, FeatureSet, feature_set
 from trimroute.types import Action, Observation
 
 

@@ -1,10 +1,10 @@
-"""The demo's threshold choice from weak-step scores (the demo itself runs in tests/integration/test_demo.py)."""
+"""Thresholds at quantiles of the weak steps' scores (thr:quantile=..., the demo's default)."""
 
 from __future__ import annotations
 
 import pytest
 
-from trimroute.demo import quantile_thresholds
+from trimroute.eval.sweep import quantile_thresholds
 from trimroute.errors import ConfigError
 
 

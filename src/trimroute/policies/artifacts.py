@@ -15,53 +15,21 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import torch
-from gymnasium import spaces
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from trimroute.errors import ArtifactError
-from trimroute.learn.features import FeatureSet
+from trimroute.policies.features import FeatureSet
+from trimroute.policies.networks import build_network
 
-__all__ = ["FORMAT", "build_network", "load_artifact", "network_spec", "save_artifact"]
+__all__ = ["FORMAT", "load_artifact", "save_artifact"]
 
 FORMAT = "trimroute.rl-policy"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-ACTIVATIONS: Mapping[str, type[torch.nn.Module]] = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 LIBRARIES = ("trimroute", "torch", "stable-baselines3", "gymnasium", "numpy", "safetensors")
-
-
-def network_spec(kind: str) -> dict[str, Any]:
-    """The paper's network (DESIGN.md §5): separate actor and critic MLPs, 2×128, Tanh; Seq adds the
-    step-sequence transformer in front."""
-    spec: dict[str, Any] = {"net_arch": {"pi": [128, 128], "vf": [128, 128]}, "activation": "tanh"}
-    if kind == "seq":
-        spec["extractor"] = {"name": "step-transformer", "d_model": 32, "n_heads": 2, "n_layers": 1}
-    return spec
-
-
-def policy_kwargs(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """SB3 ``policy_kwargs`` for a network spec (used for training and for loading alike)."""
-    kwargs: dict[str, Any] = {
-        "net_arch": {k: list(v) for k, v in spec["net_arch"].items()},
-        "activation_fn": ACTIVATIONS[spec["activation"]],
-    }
-    extractor = spec.get("extractor")
-    if extractor:
-        from trimroute.policies.seq import StepSequenceExtractor
-
-        kwargs["features_extractor_class"] = StepSequenceExtractor
-        kwargs["features_extractor_kwargs"] = {k: v for k, v in extractor.items() if k != "name"}
-        kwargs["share_features_extractor"] = False  # separate actor and critic, encoder included
-    return kwargs
-
-
-def build_network(features: FeatureSet, spec: Mapping[str, Any]) -> ActorCriticPolicy:
-    """An untrained actor-critic network of the given spec over the feature set's space."""
-    return ActorCriticPolicy(features.space(), spaces.Discrete(2), lambda _: 0.0, **policy_kwargs(spec))
 
 
 def library_versions() -> dict[str, str]:

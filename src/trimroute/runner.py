@@ -1,0 +1,100 @@
+"""The one driver around the engine (DESIGN.md §3): build it from a ``RunConfig``, route problems to a file.
+
+``build_engine`` turns a configuration into an engine, behind the call cache when given one; ``route``
+routes problems with one policy, grades each trajectory and, with ``out``, appends it to a trajectory file
+that a rerun resumes. ``trim run``, ``trim eval`` (and so ``trim demo``), the RL environment's validation,
+the server and the bench scripts all go through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from trimroute.config import RunConfig, identity
+from trimroute.data.grading import grade_trajectory
+from trimroute.engine import Engine, StepCallback
+from trimroute.generators import build_generator
+from trimroute.generators.base import Generator
+from trimroute.generators.cache import CachedGenerator
+from trimroute.policies.base import Policy
+from trimroute.scorers import build_scorer
+from trimroute.scorers.base import Scorer
+from trimroute.scorers.cache import CachedScorer
+from trimroute.store import CallStore
+from trimroute.trajectories import TrajectoryWriter, read_trajectories
+from trimroute.types import ROLES, Problem, Trajectory
+
+__all__ = ["Grader", "ProgressCallback", "build_backends", "build_engine", "cached_engine", "route"]
+
+Grader = Callable[[Trajectory], Trajectory]
+ProgressCallback = Callable[[int, int], None]  # (problems done, problems in all), resumed ones included
+
+
+def build_backends(config: RunConfig) -> tuple[Generator, Generator, Scorer | None]:
+    """The weak and strong generators and the scorer; one generator object when both roles are one endpoint."""
+    weak = build_generator(config.weak)
+    strong = weak if config.strong == config.weak else build_generator(config.strong)
+    return weak, strong, build_scorer(config.scorer)
+
+
+def build_engine(config: RunConfig, *, cache: CallStore | None = None) -> Engine:
+    """The engine of ``config``; with ``cache``, every call goes through it, keyed by each role's identity."""
+    engine = Engine(*build_backends(config), config.engine)
+    if cache is None:
+        return engine
+    return cached_engine(engine, cache, {role: identity(getattr(config, role)) for role in ROLES})
+
+
+def cached_engine(engine: Engine, store: CallStore, params: Mapping[str, Mapping[str, Any]] | None = None) -> Engine:
+    """``engine`` with its weak, strong and scorer calls through ``store``; ``params`` maps a role to what,
+    besides the request, decides its output (``config.identity`` of its backend)."""
+    params = params or {}
+    return engine.wrapped(
+        lambda role, generator: CachedGenerator(generator, store, role, params.get(role)),
+        lambda scorer: CachedScorer(scorer, store, params.get("scorer")),
+    )
+
+
+async def route(
+    engine: Engine,
+    problems: Iterable[Problem],
+    policy: Policy,
+    *,
+    out: str | Path | None = None,
+    grade: Grader | None = grade_trajectory,
+    on_progress: ProgressCallback | None = None,
+    on_step: StepCallback | None = None,
+) -> list[Trajectory]:
+    """Route ``problems`` with ``policy`` and return their graded trajectories, in order.
+
+    With ``out``, each trajectory is appended to that JSONL file as it finishes, and problems already in
+    it are not routed again (a rerun resumes; their saved trajectories are returned). ``grade`` runs off
+    the event loop (math-verify may take a while); None leaves trajectories ungraded.
+    """
+    problems = list(problems)
+    routed: dict[str, Trajectory] = {}
+    writer = TrajectoryWriter(out) if out is not None else None
+    try:
+        todo = [p for p in problems if writer is None or p.id not in writer.done]
+        done = len(problems) - len(todo)
+        if on_progress is not None:
+            on_progress(done, len(problems))
+        async for trajectory in engine.run(todo, policy, on_step):
+            if grade is not None:
+                trajectory = await asyncio.to_thread(grade, trajectory)
+            if writer is not None:
+                writer.write(trajectory)
+            routed[trajectory.problem.id] = trajectory
+            done += 1
+            if on_progress is not None:
+                on_progress(done, len(problems))
+    finally:
+        if writer is not None:
+            writer.close()
+    if out is not None and len(routed) < len(problems):
+        wanted = {p.id for p in problems} - set(routed)
+        routed.update((t.problem.id, t) for t in read_trajectories(out) if t.problem.id in wanted)
+    return [routed[p.id] for p in problems]
