@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from trimroute.build import build_engine
 
 from trimroute.config import load_run_config
 from trimroute.data.datasets import load_dataset
@@ -30,8 +29,9 @@ from trimroute.data.grading import grade_trajectory
 from trimroute.engine import Engine
 from trimroute.learn.env import RoutingVecEnv
 from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
-from trimroute.learn.train import PPOConfig, TrainConfig, TrainingSetup, train_policy
+from trimroute.learn.train import PPOConfig, TrainConfig, simulated_setup, train_policy
 from trimroute.policies.features import feature_set
+from trimroute.runner import build_engine
 from trimroute.testing.llama_server import LlamaServer, smollm2_path
 from trimroute.types import Problem, Trajectory
 
@@ -60,13 +60,7 @@ def env_rate(
 
 def train_rate(kind: str, preset: str, n_envs: int, steps: int) -> dict[str, float]:
     """PPO training (rollouts + updates + one validation of 200 problems) in the simulator."""
-    setup = TrainingSetup(
-        make_engine=lambda: simulated_engine(preset),
-        train=simulated_problems(2000, seed=1000),
-        validation=simulated_problems(200, seed=2000),
-        grade=is_sim_correct,
-        description={"env": f"sim:{preset}"},
-    )
+    setup = simulated_setup(preset, train_problems=2000, val_problems=200, seed=0)  # what trim train uses
     config = TrainConfig(kind, lam=2e-3, steps=steps, n_envs=n_envs, eval_every=steps, ppo=PPOConfig())  # type: ignore[arg-type]
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()

@@ -25,6 +25,7 @@ from trimroute.eval.methods import parse_methods
 from trimroute.eval.rundir import RunDir
 from trimroute.eval.sweep import SweepOptions, finish_run, run_sweep
 from trimroute.generators.base import Generator
+from trimroute.runner import cached_engine
 from trimroute.store import CallStore
 from trimroute.testing import ScriptedGenerator, ScriptedScorer
 from trimroute.types import Generation, Scores, Step, StepRequest
@@ -121,7 +122,8 @@ async def main(args: argparse.Namespace) -> None:
         store = CallStore(Path(tmp) / "cache.sqlite")
         t0 = time.perf_counter()
         results = await run_sweep(
-            engine_of(weak, strong, scorer), problems, parse_methods([sweep_spec]), RunDir(Path(tmp) / "run"),
+            cached_engine(engine_of(weak, strong, scorer), store), problems, parse_methods([sweep_spec]),
+            RunDir(Path(tmp) / "run"),
             setup={"dataset": "bench"}, store=store, options=SweepOptions(n_resamples=10),
         )  # fmt: skip
         sweep_s = time.perf_counter() - t0

@@ -7,11 +7,10 @@ The public API: the data model, the configuration, the engine and the driver aro
 ``route``), policies by spec string, trajectory files, and the error tree (``trimroute.errors``).
 """
 
-__version__ = "0.1.0"
-
-from trimroute.config import BackendConfig, EngineConfig, RunConfig, ScorerConfig, load_run_config  # noqa: E402
-from trimroute.engine import Engine  # noqa: E402
-from trimroute.errors import (  # noqa: E402
+from trimroute._version import __version__ as __version__
+from trimroute.config import BackendConfig, EngineConfig, RunConfig, ScorerConfig, load_run_config
+from trimroute.engine import Engine
+from trimroute.errors import (
     ArtifactError,
     BackendError,
     ConfigError,
@@ -19,12 +18,12 @@ from trimroute.errors import (  # noqa: E402
     ScorerError,
     TrimError,
 )
-from trimroute.generators.base import Generator  # noqa: E402
-from trimroute.policies import Policy, parse_policy  # noqa: E402
-from trimroute.runner import build_engine, route  # noqa: E402
-from trimroute.scorers.base import Scorer  # noqa: E402
-from trimroute.trajectories import TrajectoryWriter, read_trajectories  # noqa: E402
-from trimroute.types import (  # noqa: E402
+from trimroute.generators.base import Generator
+from trimroute.policies import Policy, parse_policy
+from trimroute.runner import build_engine, route
+from trimroute.scorers.base import Scorer
+from trimroute.trajectories import TrajectoryWriter, read_trajectories
+from trimroute.types import (
     Action,
     FinishReason,
     Generation,

@@ -29,23 +29,26 @@ def test_demo_routes_two_problems_and_a_rerun_is_served_from_the_cache(tmp_path:
     assert first.exit_code == 0, first.output
     for method in ("weak", "strong", "thr:", "random:", "PGR", "share"):
         assert method in first.output
-    assert "TRIM live on problem" in first.output  # the first problem streamed step by step
-    assert (out / "demo.png").stat().st_size > 0
+    assert "live on problem" in first.output and "picked: the first problem" in first.output  # streamed, and why
+    assert "a small sample" in first.output
+    assert (out / "accuracy_cost.png").stat().st_size > 0
     files = {p.name for p in (out / "trajectories").iterdir()}
     assert {"weak.jsonl", "strong.jsonl"} <= files and any(f.startswith("thr_") for f in files)
     trim = [t for f in (out / "trajectories").glob("thr_*.jsonl") for t in read_trajectories(f)]
-    assert len(trim) == 2 and all(t.usage.scorer.calls > 0 for t in trim)
+    assert len(trim) >= 2 and all(t.usage.scorer.calls > 0 for t in trim)
     assert all(s.score is not None for t in trim for s in t.steps)
-    summary = json.loads((out / "demo.json").read_text())
-    by_method = {r["method"]: r for r in summary["rows"]}
-    assert {"weak", "strong"} <= by_method.keys() and summary["settings"]["n"] == 2
-    for row in by_method.values():  # each row names its file; each random row the threshold it matches
-        assert len(list(read_trajectories(out / row["trajectories"]))) == 2
-        assert (row["matches"] in by_method) == row["method"].startswith("random:")
+    config = json.loads((out / "config.json").read_text())  # trim eval's run directory
+    points = {p["name"]: p for p in json.loads((out / "points.json").read_text())}
+    assert {"weak", "strong"} <= points.keys() and config["dataset"]["limit"] == 2
+    for point in points.values():  # each point names its file; each random point the threshold it matches
+        assert len(list(read_trajectories(out / point["file"]))) == 2
+    matched = config["notes"]["matched_random"]
+    assert all(thr in points for thr in matched.values()) and set(matched) <= points.keys()
+    assert all(name in matched for name in points if name.startswith("random:"))
 
     again = invoke(*args)
     assert again.exit_code == 0, again.output
-    assert ", 0 made)" in " ".join(again.output.split())  # every model and scorer call came from the cache
+    assert "this time: 0 model calls made" in " ".join(again.output.split())  # every call from the cache
 
 
 def test_bad_input_is_one_line(tmp_path: Path) -> None:

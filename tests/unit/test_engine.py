@@ -201,3 +201,19 @@ def test_engine_config_validation() -> None:
         EngineConfig(budget=-1)
     with pytest.raises(ConfigError, match="backend_concurrency"):
         EngineConfig(backend_concurrency={"judge": 2})
+
+
+async def test_twins_share_the_limits_and_close_the_backends_once() -> None:
+    closes: list[str] = []
+
+    class Closing(ScriptedGenerator):
+        async def aclose(self) -> None:
+            closes.append(self.model)
+
+    base = Engine(Closing("w", ["x"]), Closing("s", ["y"]), ScriptedScorer(), EngineConfig(concurrency=1))
+    wrapped = base.wrapped(lambda role, g: g, lambda s: s).with_config(EngineConfig(max_steps=2))
+    assert wrapped._limit("weak") is base._limit("weak")  # every caller queues on the same bound
+    assert wrapped.config.max_steps == 2 and base.config.max_steps == 30
+    await wrapped.aclose()
+    await base.aclose()
+    assert sorted(closes) == ["s", "w"]

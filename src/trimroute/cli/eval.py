@@ -52,6 +52,9 @@ def run_eval(
             )  # fmt: skip
         )
     print_results(results, options.title, run.config().get("notes"))
+    if "invocation" in results:
+        calls = results["invocation"]
+        console.print(Text(f"this time: {calls['made']} model calls made, {calls['cached']} served from the cache"))
     console.print(Text(f"run directory: {run.path}  ·  plot: {run.path / PLOT_NAME}.png"))
     return results
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trimroute import __version__
+from trimroute._version import __version__
 from trimroute.errors import DataError
 from trimroute.eval import metrics as m
 from trimroute.eval.plots import plot_curves

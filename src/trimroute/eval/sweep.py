@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from trimroute import __version__
+from trimroute._version import __version__
 from trimroute.config import RunConfig, run_identity, to_dict
 from trimroute.engine import Engine
 from trimroute.errors import ConfigError, DataError
@@ -236,7 +236,8 @@ async def evaluate(
     options: SweepOptions | None = None,
     progress: SweepProgress | None = None,
 ) -> dict[str, Any]:
-    """``trim eval``: ``run_sweep`` with the engine built from ``config``, behind the call cache at ``cache``.
+    """``trim eval``: ``run_sweep`` with the engine built from ``config``, behind the call cache at ``cache``
+    (the result then also says how many calls this invocation made and took from the cache).
 
     The run resumes only with the same dataset and the same ``config.run_identity`` (endpoints, timeouts,
     thread counts and concurrency may change between invocations)."""
@@ -249,10 +250,14 @@ async def evaluate(
     store = CallStore(cache) if cache is not None else None
     engine = build_engine(config, cache=store)
     try:
-        return await run_sweep(
+        results = await run_sweep(
             engine, problems, methods, run, setup=setup, store=store, prices=prices, options=options,
             progress=progress,
         )  # fmt: skip
+        if store is not None:  # this invocation's calls (metrics.json sums every invocation's)
+            stats = store.stats.values()
+            results["invocation"] = {"made": sum(s.misses for s in stats), "cached": sum(s.hits for s in stats)}
+        return results
     finally:
         await engine.aclose()
         if store is not None:

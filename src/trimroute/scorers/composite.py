@@ -48,7 +48,7 @@ class LogisticModel:
         return [1.0 / (1.0 + math.exp(-v)) for v in np.clip(z, -50.0, 50.0)]
 
     def save(self, path: str | Path) -> Path:
-        from trimroute import __version__
+        from trimroute._version import __version__
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

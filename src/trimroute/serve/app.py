@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from trimroute import __version__
+from trimroute._version import __version__
 from trimroute.errors import TrimError
 from trimroute.serve import protocol
 from trimroute.serve.auth import ApiKeys, load_api_keys

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trimroute.eval.sweep import quantile_thresholds
 from trimroute.errors import ConfigError
+from trimroute.eval.sweep import quantile_thresholds
 
 
 def test_thresholds_are_quantiles_rounded_and_deduplicated() -> None:

@@ -13,7 +13,7 @@ from trimroute import Engine, EngineConfig, Problem
 from trimroute.errors import ConfigError
 from trimroute.eval.methods import AutoMix, MatchedRandom, Oracle, PolicyPoints, QueryRouter, parse_methods
 from trimroute.eval.rundir import RunDir
-from trimroute.eval.sweep import run_sweep
+from trimroute.eval.sweep import SweepOptions, SweepProgress, run_sweep
 from trimroute.runner import cached_engine
 from trimroute.store import CallStore
 from trimroute.testing import ScriptedGenerator, ScriptedScorer
@@ -184,3 +184,32 @@ async def test_a_method_needing_scores_without_a_scorer_fails_before_any_call(tm
         with pytest.raises(ConfigError, match="needs step scores"):
             await run_sweep(engine, PROBLEMS, parse_methods([spec]), RunDir(tmp_path / spec), setup={})
     assert weak.requests == []
+
+
+class Recorder(SweepProgress):
+    def __init__(self) -> None:
+        self.picked: list[tuple[str, str, str]] = []
+        self.steps: list[str] = []
+
+    def live(self, point: str, problem: Problem, why: str) -> None:
+        self.picked.append((point, problem.id, why))
+
+    def step(self, problem: Problem, step) -> None:  # type: ignore[no-untyped-def]
+        self.steps.append(step.role)
+
+
+async def test_quantile_thresholds_and_a_live_problem_that_shows_a_regeneration(tmp_path: Path) -> None:
+    engine, *_ = make_engine()
+    progress = Recorder()
+    results = await run_sweep(
+        engine, PROBLEMS, parse_methods(["thr:quantile=0.2 random:matched"]), RunDir(tmp_path / "run"),
+        setup={}, options=SweepOptions(live=True), progress=progress,
+    )  # fmt: skip
+    notes = RunDir(tmp_path / "run").config()["notes"]
+    (k,) = notes["quantile_thresholds"].values()
+    assert "thr:0" in results["points"] and f"thr:{k:g}" in results["points"]
+    # the live problem is the first one whose weak solution has a step scored below k: p1 (odd: wrong first step)
+    ((point, problem, why),) = progress.picked
+    assert (point, problem) == (f"thr:{k:g}", "p1") and "regenerates at least one step" in why
+    assert "strong" in progress.steps
+    assert set(notes["matched_random"].values()) == {f"thr:{k:g}"}
