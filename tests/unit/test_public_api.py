@@ -23,3 +23,22 @@ def test_all_is_pinned_and_every_name_exists() -> None:
 def test_errors_form_one_tree() -> None:
     for name in ("ArtifactError", "BackendError", "ConfigError", "DataError", "ScorerError"):
         assert issubclass(getattr(trimroute, name), trimroute.TrimError)
+
+
+async def test_the_readme_api_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The README's ten lines, on the simulator instead of servers."""
+    from trimroute.config import sim_config
+    from trimroute.learn.simulator import simulated_problems
+
+    engine = trimroute.build_engine(sim_config("qwen1.5b-7b"))
+    try:
+        t = await engine.solve(simulated_problems(1)[0], trimroute.parse_policy("thr:0.35"))
+        assert t.steps and t.final_answer is not None
+        problems = simulated_problems(5)
+        out = tmp_path / "runs" / "mine.jsonl"
+        done = await trimroute.route(engine, problems, trimroute.parse_policy("thr:0.35"), out=out)
+        assert [d.problem.id for d in done] == [p.id for p in problems] and all(d.correct is not None for d in done)
+        again = await trimroute.route(engine, problems, trimroute.parse_policy("thr:0.35"), out=out)
+        assert again == done and len(list(trimroute.read_trajectories(out))) == 5  # resumed, not rerun
+    finally:
+        await engine.aclose()

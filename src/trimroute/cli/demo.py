@@ -18,7 +18,10 @@ from trimroute.eval.methods import parse_methods
 from trimroute.eval.rundir import RunDir
 from trimroute.eval.sweep import SweepOptions
 
-HUNDRED = "trim demo --n 100 --dataset ../shared/data/gsm8k_test.jsonl --quantiles 0.15,0.35 --threads 2"
+HUNDRED = (
+    "trim demo --n 100 --dataset ../shared/data/gsm8k_test.jsonl --quantiles 0.15,0.35 --threads 2 "
+    "--max-steps 30 --max-step-tokens 256 --max-solution-tokens 1024"
+)
 
 
 def _floats(text: str | None, what: str) -> tuple[float, ...] | None:

@@ -200,7 +200,7 @@ async def run_sweep(
     )
     _check_scorer(engine, methods)
     n = len(problems)
-    progress.grow(n * sum(len(m.specs) if isinstance(m, PolicyPoints) else 0 for m in methods))
+    progress.grow(n * sum(len(m.specs) for m in methods if isinstance(m, PolicyPoints)))
     sweep = _Sweep(engine, problems, run, store, options, progress)
     results: dict[str, list[list[Trajectory]]] = {}
     for method in methods:
@@ -312,6 +312,7 @@ def quantile_thresholds(scores: Sequence[float], quantiles: Sequence[float]) -> 
 async def _quantile_points(sweep: _Sweep, method: QuantileThresholds) -> list[list[Trajectory]]:
     """``thr:0`` (it scores every weak step and keeps them all: weak-only with scores), then TRIM-Thr at the
     quantiles of those scores. The thresholds are saved with the run, so ``trim report`` needs no rerun."""
+    sweep.progress.grow(len(sweep.problems))
     scored = await sweep.engine_point("thr:0", "thr")
     scores = [s.score for t in scored for s in t.steps if s.score is not None]
     thresholds = quantile_thresholds(scores, method.quantiles)
