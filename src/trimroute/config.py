@@ -105,6 +105,9 @@ class EngineConfig:
     backend_concurrency: Mapping[str, int] = _where(lambda: {"weak": 8, "strong": 8, "scorer": 8})
     weak_logprobs: bool = False  # ask the weak model for token logprobs (confidence scorers use them)
     instruction: str = prompts.INSTRUCTION
+    # start the weak model's next step while the newest proposal is scored (``Engine.solve``): the same
+    # trajectories, sooner, on servers that run calls concurrently
+    speculate: bool = _where(True)
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "max_step_tokens", "max_solution_tokens", "concurrency"):

@@ -84,6 +84,8 @@ def demo_config(
             # the same problem reuses it; on 2 cores there is nothing to gain from interleaving problems
             concurrency=1,
             weak_logprobs=weak_logprobs,
+            # one in-process model runs one call at a time: a speculative step would only queue in front
+            speculate=False,
         ),
     )
 

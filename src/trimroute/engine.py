@@ -8,12 +8,14 @@ weak model carries on. Problems run concurrently; each advances as soon as its o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from trimroute import prompts
 from trimroute.config import EngineConfig
@@ -28,6 +30,8 @@ from trimroute.types import (
     Observation,
     Problem,
     Role,
+    RoleUsage,
+    Scores,
     Step,
     StepRequest,
     StopReason,
@@ -38,6 +42,7 @@ from trimroute.types import (
 __all__ = ["Engine", "EngineConfig", "StepCallback", "call_seed"]
 
 StepCallback = Callable[[Problem, Step], None]
+T = TypeVar("T")
 
 
 def call_seed(base: int | None, role: str, request: StepRequest) -> int | None:
@@ -167,7 +172,14 @@ class Engine:
             await asyncio.gather(feeder, *tasks, return_exceptions=True)
 
     async def solve(self, problem: Problem, policy: Policy, on_step: StepCallback | None = None) -> Trajectory:
-        """Route one problem to the end of its solution (the rules of DESIGN.md §4)."""
+        """Route one problem to the end of its solution (the rules of DESIGN.md §4).
+
+        With ``config.speculate``, the weak model's next step starts from the prefix that assumes *continue*
+        while the newest proposal is being scored and decided on; a regeneration cancels it. Calls are
+        seeded by their exact prompt, so the trajectory is the one the sequential loop would produce; a
+        thrown-away speculative step is counted in ``usage.speculative``, never as the weak or strong
+        model's tokens.
+        """
         cfg = self.config
         t0 = time.perf_counter()
         steps: list[Step] = []
@@ -176,78 +188,117 @@ class Engine:
         stop: StopReason | None = None
         strong_only = policy.fixed_action is Action.REGENERATE
         use_scorer = policy.needs_scores and policy.fixed_action is None
+        waits = {"weak": 0.0, "strong": 0.0, "scorer": 0.0}  # time the loop waited on each role
+        first_step_s: float | None = None
+        pending: asyncio.Task[tuple[Step | None, Usage]] | None = None  # the speculative next weak step
 
         if use_scorer and self.scorer is None:
             raise ConfigError(f"policy {policy.name!r} needs a step scorer; configure one (--scorer)")
 
         def accept(step: Step) -> None:
+            nonlocal first_step_s
             steps.append(step)
+            if first_step_s is None:
+                first_step_s = time.perf_counter() - t0
             if on_step is not None:
                 on_step(problem, step)
 
-        while stop is None:
-            if len(steps) >= cfg.max_steps:
-                stop = StopReason.MAX_STEPS
-                break
-            room = cfg.max_solution_tokens - sum(s.generated_tokens for s in steps)
-            if room <= 0:
-                stop = StopReason.TOKEN_CAP
-                break
-            max_tokens = min(cfg.max_step_tokens, room)
-            budget_left = None if cfg.budget is None else cfg.budget - usage.strong.generated_tokens
+        async def wait(role: str, work: Awaitable[T]) -> T:
+            started = time.perf_counter()
+            try:
+                return await work
+            finally:
+                waits[role] += time.perf_counter() - started
 
-            if strong_only and (budget_left is None or budget_left > 0):
-                step, usage = await self._write("strong", problem, steps, max_tokens, budget_left, usage)
-                if step is not None:
-                    accept(replace(step, action=Action.REGENERATE))
-                    stop = _end_of(step)
-                    continue
+        def max_tokens_after(history: list[Step]) -> int | None:
+            """The next step's token limit, or None when the solution must end before it."""
+            room = cfg.max_solution_tokens - sum(s.generated_tokens for s in history)
+            return None if len(history) >= cfg.max_steps or room <= 0 else min(cfg.max_step_tokens, room)
 
-            proposal, usage = await self._write("weak", problem, steps, max_tokens, None, usage)
-            assert proposal is not None  # no budget applies to the weak model
-            final = _end_of(proposal)
-            action, score = Action.CONTINUE, None
-            if policy.fixed_action is None:
-                scores = (math.nan,) * (len(steps) + 1)
-                if use_scorer:
-                    assert self.scorer is not None
-                    async with self._limit("scorer"):
-                        result = await self.scorer.score(problem, [*steps, proposal])
-                    check_scores(self.scorer.name, result, len(steps) + 1)
-                    usage = usage.add(
-                        "scorer",
-                        calls=result.calls,
-                        prompt_tokens=result.prompt_tokens,
-                        generated_tokens=result.generated_tokens,
+        try:
+            while stop is None:
+                if len(steps) >= cfg.max_steps:
+                    stop = StopReason.MAX_STEPS
+                    break
+                room = cfg.max_solution_tokens - sum(s.generated_tokens for s in steps)
+                if room <= 0:
+                    stop = StopReason.TOKEN_CAP
+                    break
+                max_tokens = min(cfg.max_step_tokens, room)
+                budget_left = None if cfg.budget is None else cfg.budget - usage.strong.generated_tokens
+
+                if strong_only and (budget_left is None or budget_left > 0):
+                    step, usage = await wait(
+                        "strong", self._write("strong", problem, steps, max_tokens, budget_left, usage)
                     )
-                    scores = tuple(result.values)
-                    score = scores[-1]
-                obs = Observation(
-                    problem_id=problem.id,
-                    scores=scores,
-                    step_tokens=(*(s.generated_tokens for s in steps), proposal.generated_tokens),
-                    actions=tuple(s.action or Action.CONTINUE for s in steps),
-                    strong_tokens_spent=usage.strong.generated_tokens,
-                    budget_left=budget_left,
-                    is_final=final is not None,
-                )
-                if budget_left is None or budget_left > 0:
-                    decision = policy.decide(obs)
-                    # an RL environment's agent answers asynchronously (learn/env.py); policies are pure
-                    action = await decision if inspect.isawaitable(decision) else decision
+                    if step is not None:
+                        accept(replace(step, action=Action.REGENERATE))
+                        stop = _end_of(step)
+                        continue
 
-            if action is Action.REGENERATE:
-                strong_step, usage = await self._write("strong", problem, steps, max_tokens, budget_left, usage)
-                if strong_step is not None:
-                    discarded.append(replace(proposal, score=score, action=Action.REGENERATE))
-                    usage = usage.add("weak", discarded_tokens=proposal.generated_tokens)
-                    accept(replace(strong_step, score=score, action=Action.REGENERATE))
-                    # a regenerated final proposal ends the solution with the strong step
-                    stop = final or _end_of(strong_step)
-                    continue
-            accept(replace(proposal, score=score, action=Action.CONTINUE))
-            stop = final
+                if pending is not None:
+                    proposal, spent = await wait("weak", pending)
+                    pending, usage = None, usage + spent
+                else:
+                    proposal, usage = await wait("weak", self._write("weak", problem, steps, max_tokens, None, usage))
+                assert proposal is not None  # no budget applies to the weak model
+                final = _end_of(proposal)
+                action, score = Action.CONTINUE, None
+                if policy.fixed_action is None:
+                    limit = max_tokens_after([*steps, proposal])
+                    if cfg.speculate and use_scorer and final is None and limit is not None:
+                        history = [*steps, proposal]
+                        pending = asyncio.create_task(self._write("weak", problem, history, limit, None, Usage()))
+                    scores = (math.nan,) * (len(steps) + 1)
+                    if use_scorer:
+                        assert self.scorer is not None
+                        result = await wait("scorer", self._score(problem, [*steps, proposal]))
+                        usage = usage.add(
+                            "scorer",
+                            calls=result.calls,
+                            prompt_tokens=result.prompt_tokens,
+                            generated_tokens=result.generated_tokens,
+                        )
+                        scores = tuple(result.values)
+                        score = scores[-1]
+                    obs = Observation(
+                        problem_id=problem.id,
+                        scores=scores,
+                        step_tokens=(*(s.generated_tokens for s in steps), proposal.generated_tokens),
+                        actions=tuple(s.action or Action.CONTINUE for s in steps),
+                        strong_tokens_spent=usage.strong.generated_tokens,
+                        budget_left=budget_left,
+                        is_final=final is not None,
+                    )
+                    if budget_left is None or budget_left > 0:
+                        decision = policy.decide(obs)
+                        # an RL environment's agent answers asynchronously (learn/env.py); policies are pure
+                        action = await decision if inspect.isawaitable(decision) else decision
 
+                if action is Action.REGENERATE:
+                    if pending is not None and budget_left is None:  # the strong step will replace the proposal
+                        usage, pending = usage + await _abandon(pending), None
+                    strong_step, usage = await wait(
+                        "strong", self._write("strong", problem, steps, max_tokens, budget_left, usage)
+                    )
+                    if strong_step is not None:
+                        if pending is not None:  # it continued the proposal the strong step replaced
+                            usage, pending = usage + await _abandon(pending), None
+                        discarded.append(replace(proposal, score=score, action=Action.REGENERATE))
+                        usage = usage.add("weak", discarded_tokens=proposal.generated_tokens)
+                        accept(replace(strong_step, score=score, action=Action.REGENERATE))
+                        # a regenerated final proposal ends the solution with the strong step
+                        stop = final or _end_of(strong_step)
+                        continue
+                accept(replace(proposal, score=score, action=Action.CONTINUE))
+                stop = final
+        finally:
+            if pending is not None:  # an error, a cancellation, or the solution ended before it was needed
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+
+        wall = time.perf_counter() - t0
         solution = prompts.SEPARATOR.join(s.text for s in steps)
         return Trajectory(
             problem=problem,
@@ -257,8 +308,19 @@ class Engine:
             usage=usage,
             policy=policy.name,
             final_answer=prompts.extract_answer(solution),
-            wall_time_s=time.perf_counter() - t0,
+            wall_time_s=wall,
+            timing={
+                "first_step_s": first_step_s if first_step_s is not None else wall,
+                **{f"{role}_s": w for role, w in waits.items()},
+                "engine_s": max(0.0, wall - sum(waits.values())),
+            },
         )
+
+    async def _score(self, problem: Problem, steps: list[Step]) -> Scores:
+        assert self.scorer is not None
+        async with self._limit("scorer"):
+            result = await self.scorer.score(problem, steps)
+        return check_scores(self.scorer.name, result, len(steps))
 
     async def _write(
         self,
@@ -325,6 +387,22 @@ class Engine:
         ):
             return None, usage.add("strong", discarded_tokens=generated)
         return step, usage
+
+
+async def _abandon(pending: asyncio.Task[tuple[Step | None, Usage]]) -> Usage:
+    """Cancel a speculative weak step that is no longer wanted; its usage, as ``speculative``.
+
+    A finished one is counted in full; one cancelled in flight counts as a call whose tokens are unknown (the
+    server aborts it). Its errors are dropped: the sequential loop would never have made that call."""
+    if not pending.done():
+        pending.cancel()
+        with contextlib.suppress(BaseException):
+            await pending
+        return Usage(speculative=RoleUsage(calls=1))
+    if pending.cancelled() or pending.exception() is not None:
+        return Usage()
+    _, spent = pending.result()
+    return Usage(speculative=spent.weak)
 
 
 def _end_of(step: Step) -> StopReason | None:

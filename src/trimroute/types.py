@@ -159,24 +159,29 @@ class RoleUsage:
 
 @dataclass(frozen=True)
 class Usage:
-    """Usage per role (DESIGN.md §2: usage is always reported per role)."""
+    """Usage per role (DESIGN.md §2: usage is always reported per role).
+
+    ``speculative``: weak steps the engine started before a decision and threw away when the proposal was
+    regenerated (``EngineConfig.speculate``); they are no role's accepted or discarded tokens.
+    """
 
     weak: RoleUsage = RoleUsage()
     strong: RoleUsage = RoleUsage()
     scorer: RoleUsage = RoleUsage()
+    speculative: RoleUsage = RoleUsage()
 
     def add(self, role: Role, **counts: int) -> Usage:
         return replace(self, **{role: getattr(self, role) + RoleUsage(**counts)})
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(*(getattr(self, r) + getattr(other, r) for r in ROLES))
+        return Usage(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
     def to_dict(self) -> dict[str, dict[str, int]]:
-        return {r: getattr(self, r).to_dict() for r in ROLES}
+        return {f.name: getattr(self, f.name).to_dict() for f in fields(self)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Mapping[str, int]]) -> Usage:
-        return cls(**{r: RoleUsage(**d.get(r, {})) for r in ROLES})
+        return cls(**{f.name: RoleUsage(**d.get(f.name, {})) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -193,6 +198,9 @@ class Trajectory:
     correct: bool | None = None
     wall_time_s: float = 0.0
     meta: Mapping[str, Any] = field(default_factory=dict)
+    # where the wall time went: first_step_s (to the first accepted step), and the time the loop waited on
+    # weak_s / strong_s / scorer_s, the rest being engine_s (see ``Engine.solve``)
+    timing: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def strong_tokens(self) -> int:
@@ -219,6 +227,7 @@ class Trajectory:
             "correct": self.correct,
             "wall_time_s": self.wall_time_s,
             "meta": dict(self.meta),
+            "timing": dict(self.timing),
         }
 
     @classmethod
@@ -235,6 +244,7 @@ class Trajectory:
                 correct=d.get("correct"),
                 wall_time_s=d.get("wall_time_s", 0.0),
                 meta=dict(d.get("meta") or {}),
+                timing=dict(d.get("timing") or {}),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"not a trajectory record ({e!r}); was it written by trimroute?") from e

@@ -30,16 +30,16 @@ def summary_tables(results: Mapping[str, Any], title: str) -> list[Table]:
     if n < 100:
         caption += f": a small sample (one problem moves accuracy by {100 / n:.1f} points)"
     points = Table(title=f"{title}\n{caption}", title_justify="left")
-    for col in ("point", "accuracy", "PGR", "strong tok", "share", "esc/prob"):
+    for col in ("point", "accuracy", "PGR", "strong tok", "share", "esc/prob", "p50 s"):
         points.add_column(col, justify="left" if col == "point" else "right", overflow="fold")
     for name, p in results["points"].items():
         points.add_row(
             Text(name), percent(p["accuracy"]), percent(p["pgr"], 0), number(p["mean_strong_tokens"]),
-            percent(p["strong_share"]), number(p["escalations_per_problem"], 2),
+            percent(p["strong_share"]), number(p["escalations_per_problem"], 2), number(p.get("wall_p50_s"), 1),
         )  # fmt: skip
     points.caption = (
         f"strong tok = strong tokens per problem; share = of strong-only's {number(ref['c_strong'])}; "
-        "esc/prob = regenerated steps per problem"
+        "esc/prob = regenerated steps per problem; p50 s = median wall time per problem"
     )
     if not results["curves"]:
         return [points]

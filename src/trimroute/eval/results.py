@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from trimroute._version import __version__
 from trimroute.errors import DataError
 from trimroute.eval import metrics as m
@@ -72,6 +74,18 @@ def _oracle_band(weak: Sequence[Trajectory], strong: Sequence[Trajectory]) -> li
     return band
 
 
+def _wall_times(trajectories: Sequence[Trajectory]) -> dict[str, float | None]:
+    """Wall time per problem (p50, p95) and time to the first accepted step (p50), in seconds. A point
+    assembled from other runs (query routers) reports its source trajectories' times."""
+
+    def q(values: Sequence[float], percent: float) -> float | None:
+        return float(np.percentile(values, percent)) if values else None
+
+    wall = [t.wall_time_s for t in trajectories]
+    first = [t.timing["first_step_s"] for t in trajectories if "first_step_s" in t.timing]
+    return {"wall_p50_s": q(wall, 50), "wall_p95_s": q(wall, 95), "first_step_p50_s": q(first, 50)}
+
+
 def _calls(points: Sequence[PointData], cache: Mapping[str, Mapping[str, Mapping[str, int]]]) -> dict[str, Any]:
     """Model calls made (cache misses) against calls requested, and against every point run alone."""
     alone = {r: sum(getattr(t.usage, r).calls for p in points for t in p.trajectories) for r in ROLES}
@@ -119,6 +133,7 @@ def compute_metrics(
             "method": p.method,
             "pgr": m.pgr(s.accuracy, r_weak, r_strong) if s.accuracy is not None else None,
             "accuracy_ci": _ci(m.bootstrap_accuracy(p.trajectories, n_resamples=n_resamples, seed=seed)),
+            **_wall_times(p.trajectories),
         }
     curves: dict[str, Any] = {}
     for method in dict.fromkeys(p.method for p in points):
@@ -182,8 +197,8 @@ def render_markdown(results: Mapping[str, Any], title: str = "trim eval") -> str
         f"strong-only {number(ref['c_strong'])} strong tokens per problem",
         "",
         "| method | point | accuracy [95% CI] | PGR | C̄ (strong tok/problem) | c (share) | weak tok | discarded | "
-        "escalations | scorer calls | $ |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "escalations | scorer calls | wall p50 / p95 (s) | $ |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, p in results["points"].items():
         usd = "–" if p["cost_usd"] is None else f"{p['cost_usd']:.4f}"
@@ -191,7 +206,8 @@ def render_markdown(results: Mapping[str, Any], title: str = "trim eval") -> str
             f"| {p['method']} | `{name}` | {percent(p['accuracy'])} {_interval(p['accuracy_ci'], percent)} | "
             f"{percent(p['pgr'], 0)} | {number(p['mean_strong_tokens'])} | {percent(p['strong_share'])} | "
             f"{number(p['mean_weak_tokens'])} | {number(p['mean_discarded_tokens'])} | "
-            f"{number(p['escalations_per_problem'], 2)} | {number(p['mean_scorer_calls'], 1)} | {usd} |"
+            f"{number(p['escalations_per_problem'], 2)} | {number(p['mean_scorer_calls'], 1)} | "
+            f"{number(p.get('wall_p50_s'), 2)} / {number(p.get('wall_p95_s'), 2)} | {usd} |"
         )
     if results["curves"]:
         heads = " | ".join(f"CPT({k})" for k in next(iter(results["curves"].values()))["cpt"])

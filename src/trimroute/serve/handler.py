@@ -73,7 +73,8 @@ class RoutingHandler:
             engine = self._engine_for(params)
             timeout = self.settings.request_timeout_s
             try:
-                trajectory, fallback = await asyncio.wait_for(self._route(engine, params, policy, on_step), timeout)
+                first_step = self._first_step_timer(params.kind, t0, on_step)
+                trajectory, fallback = await asyncio.wait_for(self._route(engine, params, policy, first_step), timeout)
             except asyncio.TimeoutError:
                 raise ApiError(
                     504, f"the request did not finish within {timeout:g}s (serve.request_timeout_s)", "timeout_error",
@@ -100,6 +101,20 @@ class RoutingHandler:
             if trajectory is not None:
                 self.metrics.observe(trajectory)
             self._log(params, status, latency, trajectory, fallback, error)
+
+    def _first_step_timer(self, endpoint: str, t0: float, on_step: OnStep | None) -> OnStep:
+        """``on_step``, observing the time to the request's first accepted step on the way."""
+        seen = False
+
+        def step(s: Step) -> None:
+            nonlocal seen
+            if not seen:
+                seen = True
+                self.metrics.first_step.labels(endpoint).observe(time.perf_counter() - t0)
+            if on_step is not None:
+                on_step(s)
+
+        return step
 
     async def health(self) -> dict[str, Any]:
         """Reachability of each backend (probed over HTTP when it has a ``base_url``)."""

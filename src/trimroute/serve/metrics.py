@@ -28,6 +28,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.first_step = Histogram(
+            "trim_first_step_seconds",
+            "Time to the first accepted step (what a streaming client waits before text arrives)",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.in_flight = Gauge("trim_requests_in_flight", "Requests admitted and not finished", registry=r)
         self.steps = Counter("trim_steps", "Accepted steps by the role that wrote them", ["role"], registry=r)
         self.tokens = Counter("trim_tokens", "Tokens by role and kind", ["role", "kind"], registry=r)
@@ -47,6 +54,8 @@ class Metrics:
             self.tokens.labels(role, "prompt").inc(usage.prompt_tokens)
             self.tokens.labels(role, "generated").inc(usage.generated_tokens)
             self.tokens.labels(role, "discarded").inc(usage.discarded_tokens)
+        # weak steps started before a decision and thrown away (engine.speculate)
+        self.tokens.labels("weak", "speculative").inc(trajectory.usage.speculative.generated_tokens)
         self.escalations.inc(trajectory.escalations)
 
     def render(self) -> bytes:

@@ -340,6 +340,7 @@ async def test_metrics_count_requests_steps_and_tokens(make_app: MakeApp, client
     assert 'trim_steps_total{role="strong"} 1.0' in text and 'trim_steps_total{role="weak"} 2.0' in text
     assert 'trim_tokens_total{kind="discarded",role="weak"} 4.0' in text
     assert "trim_escalations_total 1.0" in text
+    assert 'trim_first_step_seconds_count{endpoint="chat"} 1.0' in text  # time to the first accepted step
 
 
 async def test_health_probes_backends_over_http(make_app: MakeApp, client_for: Connect) -> None:

@@ -1,0 +1,152 @@
+"""Latency of step-level routing: does a routed step cost about a weak step in wall time? (issue 15)
+
+The simulator's decisions (preset ``qwen1.5b-7b``) run through the real engine, with every backend behind a
+latency model (``trimroute.testing.latency``): a generation costs ``per_call + tokens × per_token``, a
+scoring call ``per_call``. Decode speeds are the Qwen2.5 Speed Benchmark's vLLM figures (vLLM 0.6.3, one
+A100 80GB, BF16, batch 1, input length 1; QwenLM/Qwen2.5 docs/source/benchmark/speed_benchmark.rst):
+Qwen2.5-1.5B-Instruct 183.33 tokens/s (5.45 ms/token), Qwen2.5-7B-Instruct 84.28 tokens/s (11.87 ms/token).
+The per-call costs are assumptions, not measurements (flags change them): 20 ms per generation call (HTTP,
+scheduling, the prefill of the newest step with prefix caching on) and 60 ms per PRM call (a 7B forward
+pass over the whole history). Same problems, same seeds for every method:
+
+- ``weak``, ``strong``: the references;
+- ``thr_sequential``: TRIM-Thr with ``engine.speculate`` off, at the threshold that first reaches 95 % PGR
+  on a 0.05 grid in the simulator (the best PGR if none does);
+- ``thr_overlapped``: the same with the weak model's next step started while a proposal is scored.
+
+``overlap_identical`` says whether the two TRIM-Thr runs produced the same trajectories apart from timings
+and speculative usage. Wall times are per problem, with ``--concurrency`` problems in flight (sleeps
+overlap, so the result does not depend on this machine's cores); ``--scale`` shrinks every delay to run
+faster and the figures are scaled back.
+
+    python bench/latency.py --json bench/results/latency.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trimroute import Engine, parse_policy
+from trimroute.config import EngineConfig, sim_config
+from trimroute.learn.simulator import simulated_problems
+from trimroute.runner import build_engine
+from trimroute.testing.latency import LatencyGenerator, LatencyScorer
+from trimroute.types import Trajectory
+
+GRID = [round(0.05 * i, 2) for i in range(21)]
+
+
+def comparable(t: Trajectory) -> dict[str, Any]:
+    d = t.to_dict()
+    d.pop("wall_time_s"), d.pop("timing"), d["usage"].pop("speculative")
+    for step in (*d["steps"], *d["discarded"]):
+        step.pop("latency_s")
+    return d
+
+
+async def route_all(engine: Engine, problems: list, spec: str) -> list[Trajectory]:
+    out = {t.problem.id: t async for t in engine.run(problems, parse_policy(spec))}
+    return [out[p.id] for p in problems]
+
+
+def accuracy(ts: list[Trajectory]) -> float:
+    return float(np.mean([t.final_answer == "correct" for t in ts]))
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    problems = simulated_problems(args.problems, seed=args.seed)
+    # a server batches concurrent calls: no backend bound below the problems in flight
+    roles = {role: args.concurrency for role in ("weak", "strong", "scorer")}
+    config = sim_config(args.preset, EngineConfig(concurrency=args.concurrency, backend_concurrency=roles))
+
+    # the threshold: plain simulator, no latency (fast)
+    plain = build_engine(config)
+    r = {spec: accuracy(await route_all(plain, problems, spec)) for spec in ("weak", "strong")}
+    pgr = {}
+    for k in GRID:
+        pgr[k] = (accuracy(await route_all(plain, problems, f"thr:{k:g}")) - r["weak"]) / (r["strong"] - r["weak"])
+    await plain.aclose()
+    reached = [k for k in GRID if pgr[k] >= 0.95]
+    k = reached[0] if reached else max(GRID, key=lambda x: pgr[x])
+    print(f"threshold k = {k:g}: PGR {pgr[k]:.1%} ({'first to reach 95 %' if reached else 'none reaches 95 %'})")
+
+    def slowed(speculate: bool) -> Engine:
+        base = build_engine(dataclasses.replace(config, engine=dataclasses.replace(config.engine, speculate=speculate)))
+        return Engine(
+            LatencyGenerator(base.weak, args.weak_call_ms / 1e3, args.weak_token_ms / 1e3, args.scale),
+            LatencyGenerator(base.strong, args.strong_call_ms / 1e3, args.strong_token_ms / 1e3, args.scale),
+            LatencyScorer(base.scorer, args.scorer_call_ms / 1e3, args.scale) if base.scorer else None,
+            base.config,
+        )
+
+    runs = {}
+    for name, spec, speculate in (
+        ("weak", "weak", False),
+        ("strong", "strong", False),
+        ("thr_sequential", f"thr:{k:g}", False),
+        ("thr_overlapped", f"thr:{k:g}", True),
+    ):
+        engine = slowed(speculate)
+        runs[name] = await route_all(engine, problems, spec)
+        await engine.aclose()
+
+    methods = []
+    for name, ts in runs.items():
+        wall = np.array([t.wall_time_s for t in ts]) / args.scale
+        first = np.array([t.timing["first_step_s"] for t in ts]) / args.scale
+        methods.append(
+            {
+                "name": name,
+                "accuracy": accuracy(ts),
+                "strong_tokens": float(np.mean([t.strong_tokens for t in ts])),
+                "p50_wall_s": float(np.percentile(wall, 50)),
+                "p95_wall_s": float(np.percentile(wall, 95)),
+                "first_step_s": float(np.percentile(first, 50)),
+            }
+        )
+    identical = [comparable(t) for t in runs["thr_sequential"]] == [comparable(t) for t in runs["thr_overlapped"]]
+    by = {m["name"]: m for m in methods}
+    for m in methods:
+        print(
+            f"{m['name']:>15}  acc {m['accuracy']:.1%}  strong tok {m['strong_tokens']:6.1f}  "
+            f"p50 {m['p50_wall_s']:6.2f} s  p95 {m['p95_wall_s']:6.2f} s  first step {m['first_step_s']:.2f} s  "
+            f"p50 / weak {m['p50_wall_s'] / by['weak']['p50_wall_s']:.2f}×  "
+            f"/ strong {m['p50_wall_s'] / by['strong']['p50_wall_s']:.2f}×"
+        )
+    steps = sum(len(t.steps) + len(t.discarded) for t in runs["thr_overlapped"])
+    engine_ms = 1e3 * sum(t.timing["engine_s"] for t in runs["thr_overlapped"]) / steps  # real time: not scaled
+    thrown = [t.usage.speculative for t in runs["thr_overlapped"]]
+    print(
+        f"overlap identical: {identical}; thrown-away speculative weak calls per problem "
+        f"{sum(u.calls for u in thrown) / len(problems):.2f} ({sum(u.generated_tokens for u in thrown)} tokens "
+        "known: a call cancelled in flight has none)"
+    )
+    print(f"engine time per step outside model waits, overlapped run: {engine_ms:.3f} ms")
+    return {"methods": methods, "overlap_identical": identical}
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", type=Path, required=True, help="where to write the result")
+    ap.add_argument("--preset", default="qwen1.5b-7b")
+    ap.add_argument("--problems", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--scale", type=float, default=0.05, help="multiply every delay (results are scaled back)")
+    ap.add_argument("--weak-token-ms", type=float, default=1000 / 183.33)
+    ap.add_argument("--strong-token-ms", type=float, default=1000 / 84.28)
+    ap.add_argument("--weak-call-ms", type=float, default=20.0)
+    ap.add_argument("--strong-call-ms", type=float, default=20.0)
+    ap.add_argument("--scorer-call-ms", type=float, default=60.0)
+    arguments = ap.parse_args()
+    result = asyncio.run(main(arguments))
+    arguments.json.parent.mkdir(parents=True, exist_ok=True)
+    arguments.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written {arguments.json}")
