@@ -54,8 +54,8 @@ class LlamaCppGenerator:
             path = str(pull_model(config.model))  # a catalog name (or a .gguf path) in ``model``
         if not path or not Path(path).expanduser().is_file():
             raise ConfigError(
-                f"a llamacpp backend needs a catalog model name (trim models list) or options.model_path "
-                f"naming a GGUF file; got model {config.model!r}, model_path {path!r}"
+                f"options.model_path must name a GGUF file for a llamacpp backend (or give model a catalog name, "
+                f"see trim models list); got model {config.model!r}, model_path {path!r}"
             )
         try:
             from llama_cpp import Llama
