@@ -10,11 +10,13 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from trimroute._version import __version__
 from trimroute.errors import DataError
+from trimroute.eval import derived
 from trimroute.eval import metrics as m
 from trimroute.eval.plots import plot_curves
 from trimroute.eval.rundir import write_json
@@ -37,6 +39,10 @@ PLOT_NAME = "accuracy_cost"
 CPT_TARGETS = (0.5, 0.8, 0.95)
 BUDGET_SHARES = (0.1, 0.2, 0.5)  # budgeted accuracy at these shares of the strong-only cost
 REFERENCES = ("weak", "strong")
+CURVES_NOTE = (
+    "CPT, ΔIBC and APGR are read off each method's frontier: the upper concave hull of its points with "
+    "weak-only, strong-only and their mixtures; reach is the highest PGR of the method's own points."
+)
 
 
 @dataclass(frozen=True)
@@ -59,17 +65,28 @@ def _ci(ci: m.ConfidenceInterval) -> list[float | None]:
     return [ci.low, ci.high]
 
 
-def _oracle_band(weak: Sequence[Trajectory], strong: Sequence[Trajectory]) -> list[list[float]]:
-    """The oracle query router at every budget: fix the weak failures that strong solves, cheapest first."""
+def _cpt(points: Sequence[m.Point], refs: m.References, x: float) -> float | None:
+    return m.cpt(points, refs, x)
+
+
+def _oracle_runs(weak: Sequence[Trajectory], strong: Sequence[Trajectory]) -> list[list[Trajectory]]:
+    """The oracle query router as a curve: the k-th run sends the k cheapest weak failures that strong
+    solves to strong (the upper edge of the cheapest-first band), k = 0 ... all of them."""
     by_id = {t.problem.id: t for t in strong}
-    n = len(weak)
-    fixes = sorted(by_id[t.problem.id].strong_tokens for t in weak if not t.correct and by_id[t.problem.id].correct)
-    right = sum(bool(t.correct) for t in weak)
-    band, spent = [[0.0, right / n]], 0
-    for k, tokens in enumerate(fixes, 1):
-        spent += tokens
-        band.append([spent / n, (right + k) / n])  # exact ratios: the last point is the oracle's accuracy
-    return band
+    fixes = sorted(
+        (t.problem.id for t in weak if not t.correct and by_id[t.problem.id].correct),
+        key=lambda i: by_id[i].strong_tokens,
+    )
+    runs = []
+    for k in range(len(fixes) + 1):
+        fixed = set(fixes[:k])
+        runs.append(
+            [
+                derived.route_whole(t, by_id[t.problem.id], t.problem.id in fixed, "oracle", weak_first=False)
+                for t in weak
+            ]
+        )
+    return runs
 
 
 def _calls(points: Sequence[PointData], cache: Mapping[str, Mapping[str, Mapping[str, int]]]) -> dict[str, Any]:
@@ -120,29 +137,41 @@ def compute_metrics(
             "pgr": m.pgr(s.accuracy, r_weak, r_strong) if s.accuracy is not None else None,
             "accuracy_ci": _ci(m.bootstrap_accuracy(p.trajectories, n_resamples=n_resamples, seed=seed)),
         }
+    oracle_runs = _oracle_runs(weak, strong)
+    oracle_band = [list(m.summarize("oracle", run, strong_only_tokens=None).point) for run in oracle_runs]
     curves: dict[str, Any] = {}
+    refs = m.References(r_weak, r_strong, c_strong) if c_strong > 0 else None
     for method in dict.fromkeys(p.method for p in points):
-        if method in REFERENCES:
+        if method in REFERENCES or refs is None:
             continue
         members = [p for p in points if p.method == method]
-        xy = [summaries[p.name].point for p in members]
+        # The oracle is a curve: its cheapest-first band's upper edge, not its one all-fixes point.
+        runs = oracle_runs if method == "oracle" else [p.trajectories for p in members]
+        xy = [(c, a) for c, a in oracle_band] if method == "oracle" else [summaries[p.name].point for p in members]
+        targets = {f"{x:.0%}": partial(_cpt, x=x) for x in CPT_TARGETS}
+        cis = m.bootstrap_curve(
+            runs, weak, strong, {**targets, "delta_ibc": m.delta_ibc, "apgr": m.apgr},
+            n_resamples=n_resamples, seed=seed,
+        )  # fmt: skip
         cpt = {}
-        for x in CPT_TARGETS:
-            tokens = m.cpt(xy, r_weak, r_strong, x)
-            ci = m.bootstrap_cpt([p.trajectories for p in members], weak, strong, x, n_resamples=n_resamples, seed=seed)
-            cpt[f"{x:.0%}"] = {
+        for key, metric in targets.items():
+            tokens = metric(xy, refs)
+            cpt[key] = {
                 "tokens": tokens,
-                "share": tokens / c_strong if tokens is not None and c_strong else None,
-                "tokens_ci": _ci(ci),
+                "share": tokens / c_strong if tokens is not None else None,
+                "tokens_ci": _ci(cis[key]),
             }
         curves[method] = {
             "points": [p.name for p in members],
             "cpt": cpt,
-            "delta_ibc": m.delta_ibc(xy, r_weak, r_strong, c_strong) if c_strong else None,
-            "apgr": m.apgr(xy, r_weak, r_strong, c_strong) if c_strong else None,
-            "auc": m.auc(xy, r_weak, c_strong) if c_strong else None,
+            "delta_ibc": m.delta_ibc(xy, refs),
+            "delta_ibc_ci": _ci(cis["delta_ibc"]),
+            "apgr": m.apgr(xy, refs),
+            "apgr_ci": _ci(cis["apgr"]),
+            "reach": m.reach(xy, refs),
+            "auc": m.auc(xy, refs),
             "budgeted_accuracy": {
-                f"{share:.0%}": m.budgeted_accuracy([(0.0, r_weak), *xy], share * c_strong) for share in BUDGET_SHARES
+                f"{share:.0%}": m.budgeted_accuracy(xy, refs, share * c_strong) for share in BUDGET_SHARES
             },
         }
     return {
@@ -151,7 +180,7 @@ def compute_metrics(
         "references": {"r_weak": r_weak, "r_strong": r_strong, "c_strong": c_strong},
         "points": out_points,
         "curves": curves,
-        "oracle_band": _oracle_band(weak, strong),
+        "oracle_band": oracle_band,
         "calls": _calls(points, cache_calls or {}),
     }
 
@@ -195,14 +224,16 @@ def render_markdown(results: Mapping[str, Any], title: str = "trim eval") -> str
         )
     if results["curves"]:
         heads = " | ".join(f"CPT({k})" for k in next(iter(results["curves"].values()))["cpt"])
-        lines += ["", f"| method | {heads} | ΔIBC | APGR |", "| --- |" + " --- |" * (len(CPT_TARGETS) + 2)]
+        lines += ["", f"| method | {heads} | ΔIBC | APGR | reach |", "| --- |" + " --- |" * (len(CPT_TARGETS) + 3)]
         for method, c in results["curves"].items():
             cells = []
             for v in c["cpt"].values():
-                reached = v["tokens"] is not None
-                cell = f"{number(v['tokens'])} tok ({percent(v['share'])})" if reached else "not reached"
+                cell = f"{number(v['tokens'])} tok ({percent(v['share'])})" if v["tokens"] is not None else "–"
                 cells.append(f"{cell} {_interval(v['tokens_ci'], number)}".strip())
-            lines.append(f"| {method} | {' | '.join(cells)} | {number(c['delta_ibc'], 2)} | {percent(c['apgr'])} |")
+            dibc = f"{number(c['delta_ibc'], 2)} {_interval(c['delta_ibc_ci'], partial(number, digits=2))}".strip()
+            apgr = f"{percent(c['apgr'])} {_interval(c['apgr_ci'], percent)}".strip()
+            lines.append(f"| {method} | {' | '.join(cells)} | {dibc} | {apgr} | {percent(c['reach'], 0)} |")
+        lines += ["", CURVES_NOTE]
     line = calls_line(results)
     if line is not None:
         lines += ["", line]
