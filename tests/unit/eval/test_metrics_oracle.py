@@ -1,0 +1,54 @@
+"""The oracle query router enters CPT, ΔIBC and APGR as a curve: its cheapest-first band's upper edge."""
+
+from __future__ import annotations
+
+import pytest
+
+from trimroute.eval.results import PointData, compute_metrics
+from trimroute.types import Problem, RoleUsage, StopReason, Trajectory, Usage
+
+STRONG_TOKENS = {"p0": 10, "p1": 30, "p2": 20, "p3": 40}
+
+
+def _trajectory(pid: str, role: str, correct: bool) -> Trajectory:
+    tokens = STRONG_TOKENS[pid] if role == "strong" else 0
+    return Trajectory(
+        problem=Problem(pid, "q", "1"),
+        steps=(),
+        discarded=(),
+        stop_reason=StopReason.ANSWER,
+        usage=Usage(strong=RoleUsage(calls=1, generated_tokens=tokens)) if tokens else Usage(),
+        policy=role,
+        correct=correct,
+    )
+
+
+def test_oracle_is_the_cheapest_first_curve() -> None:
+    # weak solves p0; strong solves p0, p1, p2: the oracle fixes p2 (20 tokens), then p1 (30).
+    weak = [_trajectory(p, "weak", p == "p0") for p in STRONG_TOKENS]
+    strong = [_trajectory(p, "strong", p != "p3") for p in STRONG_TOKENS]
+    oracle = [_trajectory(p, "oracle", p != "p3") for p in STRONG_TOKENS]  # its one all-fixes point
+    points = [
+        PointData("weak", "weak", weak),
+        PointData("strong", "strong", strong),
+        PointData("oracle", "oracle", oracle),
+    ]
+    results = compute_metrics(points, n_resamples=50)
+    assert results["oracle_band"] == [[0.0, 0.25], [5.0, 0.5], [12.5, 0.75]]
+    curve = results["curves"]["oracle"]
+    # r_weak 0.25, r_strong 0.75, C̄ strong-only 25: PGR 0.5 at 5 tokens, 0.95 on the way to 12.5.
+    assert curve["cpt"]["50%"]["tokens"] == pytest.approx(5.0)
+    assert curve["cpt"]["95%"]["tokens"] == pytest.approx(5.0 + 7.5 * 0.225 / 0.25)
+    assert curve["cpt"]["95%"]["share"] == pytest.approx((5.0 + 7.5 * 0.225 / 0.25) / 25)
+    base, deltas = 0.5 / 25, []
+    for b in range(100):
+        gain = 0.5 * (b + 0.5) / 100
+        cost = 20 * gain if gain <= 0.25 else 5 + 30 * (gain - 0.25)
+        deltas.append((gain / cost - base) / base)
+    assert curve["delta_ibc"] == pytest.approx(sum(deltas) / 100)
+    # Mean accuracy over shares: trapezoids on (0, .25), (5, .5), (12.5, .75), then flat to 25.
+    area = 5 * 0.375 + 7.5 * 0.625 + 12.5 * 0.75
+    assert curve["apgr"] == pytest.approx((area / 25 - 0.25) / 0.5)
+    assert curve["reach"] == pytest.approx(1.0)
+    low, _ = curve["delta_ibc_ci"]  # 4 problems: some resamples have no gap, so no upper bound
+    assert low is not None and low <= curve["delta_ibc"]
