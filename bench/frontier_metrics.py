@@ -4,7 +4,7 @@ Old: each curve read along its own upper envelope from the weak-only point, ΔIB
 the curve reaches (``eval/metrics.py`` at ``--old REV``). New: every metric on the frontier with weak-only,
 strong-only and their mixtures (the current ``eval/metrics.py``). Prints a Markdown table.
 
-    python bench/frontier_metrics.py [--old 1742756] [--curves ../shared/calibration/reference_curves_math500_qwen1.5b_7b.json]
+    python bench/frontier_metrics.py [--old 1742756] [--curves FILE]   # default: the official MATH-500 curves
 """
 
 from __future__ import annotations
