@@ -14,10 +14,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from trimroute._version import __version__
 from trimroute.errors import DataError
 from trimroute.eval import derived
 from trimroute.eval import metrics as m
+from trimroute.eval.matching import BUDGET_TOLERANCE, same_budget
 from trimroute.eval.plots import plot_curves
 from trimroute.eval.rundir import write_json
 from trimroute.types import ROLES, Role, Trajectory
@@ -39,6 +42,7 @@ PLOT_NAME = "accuracy_cost"
 CPT_TARGETS = (0.5, 0.8, 0.95)
 BUDGET_SHARES = (0.1, 0.2, 0.5)  # budgeted accuracy at these shares of the strong-only cost
 REFERENCES = ("weak", "strong")
+MATCHED = "random:matched"
 CURVES_NOTE = (
     "CPT, ΔIBC and APGR are read off each method's frontier: the upper concave hull of its points with "
     "weak-only, strong-only and their mixtures; reach is the highest PGR of the method's own points."
@@ -87,6 +91,36 @@ def _oracle_runs(weak: Sequence[Trajectory], strong: Sequence[Trajectory]) -> li
             ]
         )
     return runs
+
+
+def _budget_matches(points: Sequence[PointData], summaries: Mapping[str, m.MethodSummary], **boot: Any) -> list[Any]:
+    """Each thr point beside the random:matched point nearest its budget: the budgets, whether they are
+    the same (±2 %), and the paired accuracy difference thr − random with its bootstrap interval."""
+    randoms = [p for p in points if p.method == MATCHED]
+    out = []
+    for thr in (p for p in points if p.method == "thr" and summaries[p.name].mean_strong_tokens > 0):
+        target = summaries[thr.name].mean_strong_tokens
+        rnd = min(randoms, key=lambda p: abs(summaries[p.name].mean_strong_tokens - target), default=None)
+        if rnd is None:
+            break
+        achieved = summaries[rnd.name].mean_strong_tokens
+        by_id = {t.problem.id: t.correct for t in rnd.trajectories}
+        pairs = [(t.correct, by_id[t.problem.id]) for t in thr.trajectories]
+        graded = all(a is not None and b is not None for a, b in pairs)
+        diff = np.array([float(bool(a)) - float(bool(b)) for a, b in pairs])
+        out.append(
+            {
+                "thr": thr.name,
+                "random": rnd.name,
+                "target": target,
+                "achieved": achieved,
+                "relative_error": (achieved - target) / target,
+                "same_budget": same_budget(achieved, target),
+                "accuracy_difference": float(diff.mean()) if graded else None,
+                "accuracy_difference_ci": _ci(m.bootstrap_mean(diff, **boot)) if graded else [None, None],
+            }
+        )
+    return out
 
 
 def _calls(points: Sequence[PointData], cache: Mapping[str, Mapping[str, Mapping[str, int]]]) -> dict[str, Any]:
@@ -181,6 +215,7 @@ def compute_metrics(
         "points": out_points,
         "curves": curves,
         "oracle_band": oracle_band,
+        "budget_matches": _budget_matches(points, summaries, n_resamples=n_resamples, seed=seed),
         "calls": _calls(points, cache_calls or {}),
     }
 
@@ -234,6 +269,20 @@ def render_markdown(results: Mapping[str, Any], title: str = "trim eval") -> str
             apgr = f"{percent(c['apgr'])} {_interval(c['apgr_ci'], percent)}".strip()
             lines.append(f"| {method} | {' | '.join(cells)} | {dibc} | {apgr} | {percent(c['reach'], 0)} |")
         lines += ["", CURVES_NOTE]
+    if results.get("budget_matches"):
+        lines += [
+            "",
+            f"| thr point | C̄ thr | random point | C̄ random | same budget (±{BUDGET_TOLERANCE:.0%}) | "
+            "accuracy thr − random [95% CI] |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for b in results["budget_matches"]:
+            diff = b["accuracy_difference"]
+            cell = "–" if diff is None else f"{100 * diff:+.1f} pt {_interval(b['accuracy_difference_ci'], percent)}"
+            lines.append(
+                f"| `{b['thr']}` | {number(b['target'])} | `{b['random']}` | {number(b['achieved'])} "
+                f"({b['relative_error']:+.1%}) | {'yes' if b['same_budget'] else 'NO'} | {cell} |"
+            )
     line = calls_line(results)
     if line is not None:
         lines += ["", line]

@@ -1,17 +1,17 @@
-"""The oracle query router enters CPT, ΔIBC and APGR as a curve: its cheapest-first band's upper edge."""
+"""compute_metrics: the oracle as a curve (its cheapest-first band's upper edge); budgets that match."""
 
 from __future__ import annotations
 
 import pytest
 
-from trimroute.eval.results import PointData, compute_metrics
+from trimroute.eval.results import PointData, compute_metrics, render_markdown
 from trimroute.types import Problem, RoleUsage, StopReason, Trajectory, Usage
 
 STRONG_TOKENS = {"p0": 10, "p1": 30, "p2": 20, "p3": 40}
 
 
-def _trajectory(pid: str, role: str, correct: bool) -> Trajectory:
-    tokens = STRONG_TOKENS[pid] if role == "strong" else 0
+def _trajectory(pid: str, role: str, correct: bool, tokens: int | None = None) -> Trajectory:
+    tokens = tokens if tokens is not None else STRONG_TOKENS[pid] if role == "strong" else 0
     return Trajectory(
         problem=Problem(pid, "q", "1"),
         steps=(),
@@ -52,3 +52,24 @@ def test_oracle_is_the_cheapest_first_curve() -> None:
     assert curve["reach"] == pytest.approx(1.0)
     low, _ = curve["delta_ibc_ci"]  # 4 problems: some resamples have no gap, so no upper bound
     assert low is not None and low <= curve["delta_ibc"]
+
+
+def test_budget_matches_pair_each_thr_point_with_the_nearest_random_point() -> None:
+    weak = [_trajectory(p, "weak", p == "p0") for p in STRONG_TOKENS]
+    strong = [_trajectory(p, "strong", p != "p3") for p in STRONG_TOKENS]
+    thr = [_trajectory(p, "thr", p in ("p0", "p1"), tokens=10) for p in STRONG_TOKENS]  # C̄ 10
+    near = [_trajectory(p, "random", p == "p0", tokens=10 if p != "p3" else 11) for p in STRONG_TOKENS]  # 10.25
+    far = [_trajectory(p, "random", p != "p3", tokens=12) for p in STRONG_TOKENS]  # C̄ 12
+    points = [
+        PointData("weak", "weak", weak),
+        PointData("strong", "strong", strong),
+        PointData("thr:0.5", "thr", thr),
+        PointData("random:0.3", "random:matched", far),
+        PointData("random:0.2", "random:matched", near),
+    ]
+    results = compute_metrics(points, n_resamples=50)
+    (match,) = results["budget_matches"]
+    assert (match["thr"], match["random"], match["target"], match["achieved"]) == ("thr:0.5", "random:0.2", 10, 10.25)
+    assert match["relative_error"] == pytest.approx(0.025) and match["same_budget"] is False  # 2.5 % > 2 %
+    assert match["accuracy_difference"] == pytest.approx(0.25)  # thr solves p1 too
+    assert "| `thr:0.5` | 10.0 | `random:0.2` | 10.2 (+2.5%) | NO | +25.0 pt" in render_markdown(results)
