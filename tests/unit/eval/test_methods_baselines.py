@@ -15,6 +15,7 @@ from trimroute.eval.baselines import (
     Outcome,
     Pairwise,
     cross_fitted_scores,
+    examples_from,
     make_router,
     memoized,
     score_baseline,
@@ -22,6 +23,7 @@ from trimroute.eval.baselines import (
 from trimroute.eval.baselines.automix import AutoMixPRM
 from trimroute.eval.baselines.matrix_factorization import MatrixFactorization, MFConfig
 from trimroute.eval.baselines.sw_ranking import SWRanking
+from trimroute.types import Problem, StopReason, Trajectory, Usage
 
 STRONG_WINS, TIE, WEAK_WINS = Outcome(False, True), Outcome(True, True), Outcome(True, False)
 
@@ -208,3 +210,25 @@ def test_memoized_embeds_each_text_once() -> None:
     first = cached([e.text for e in examples])
     again = cached([e.text for e in reversed(examples)])
     assert embed.calls == 1 and np.array_equal(again, first[::-1])
+
+
+def _graded(pid: str, correct: bool | None) -> Trajectory:
+    return Trajectory(
+        problem=Problem(pid, f"text of {pid}", "1"),
+        steps=(),
+        discarded=(),
+        stop_reason=StopReason.ANSWER,
+        usage=Usage(),
+        policy="weak",
+        correct=correct,
+    )
+
+
+def test_examples_from_a_runs_trajectories() -> None:
+    weak = [_graded("p0", True), _graded("p1", False)]
+    strong = [_graded("p1", True), _graded("p0", False)]  # any order: matched by problem id
+    examples, outcomes = examples_from(weak, strong, {"p0": 0.9, "p1": 0.2})
+    assert examples == [Example("text of p0", 0.9), Example("text of p1", 0.2)]
+    assert [o.pairwise for o in outcomes] == [Pairwise.WEAK_WINS, Pairwise.STRONG_WINS]
+    with pytest.raises(DataError, match="trim grade RUN"):
+        examples_from([_graded("p0", None)], strong)

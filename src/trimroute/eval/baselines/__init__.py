@@ -18,12 +18,12 @@ with one weak and one strong model the two qualities are not identifiable.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from trimroute.errors import ConfigError
+from trimroute.errors import ConfigError, DataError
 from trimroute.eval.baselines.base import (
     Embedder,
     Example,
@@ -33,6 +33,7 @@ from trimroute.eval.baselines.base import (
     cross_fitted_scores,
     fit_and_score,
 )
+from trimroute.types import Trajectory
 
 __all__ = [
     "BASELINES",
@@ -43,6 +44,7 @@ __all__ = [
     "Pairwise",
     "QueryRouter",
     "cross_fitted_scores",
+    "examples_from",
     "fit_and_score",
     "make_router",
     "memoized",
@@ -63,6 +65,25 @@ def memoized(embed: Embedder) -> Embedder:
         return np.stack([rows[t] for t in texts]) if texts else np.empty((0, 0))
 
     return cached
+
+
+def examples_from(
+    weak: Sequence[Trajectory], strong: Sequence[Trajectory], verifier: Mapping[str, float] | None = None
+) -> tuple[list[Example], list[Outcome]]:
+    """A run's problems as router inputs and outcomes, from its graded weak-only and strong-only
+    trajectories; ``verifier`` maps problem ids to the aggregated step score of the weak solution."""
+    by_id = {t.problem.id: t for t in strong}
+    examples, outcomes = [], []
+    for w in weak:
+        s = by_id.get(w.problem.id)
+        if s is None or w.correct is None or s.correct is None:
+            raise DataError(
+                f"problem {w.problem.id!r} needs graded weak-only and strong-only results to train or cross-fit "
+                "a query router (trim grade RUN)"
+            )
+        examples.append(Example(w.problem.text, None if verifier is None else verifier[w.problem.id]))
+        outcomes.append(Outcome(bool(w.correct), bool(s.correct)))
+    return examples, outcomes
 
 
 def make_router(name: str, *, embed: Embedder | None = None, seed: int = 0) -> QueryRouter:
