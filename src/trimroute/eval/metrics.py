@@ -38,6 +38,7 @@ __all__ = [
     "bootstrap_accuracy",
     "bootstrap_curve",
     "bootstrap_mean",
+    "bootstrap_ratio",
     "budgeted_accuracy",
     "cpt",
     "delta_ibc",
@@ -332,6 +333,44 @@ def bootstrap_mean(
 CurveMetric = Callable[[Sequence[Point], References], float | None]
 
 
+def _resampled(
+    curves: Sequence[Sequence[Sequence[Trajectory]]],
+    weak: Sequence[Trajectory],
+    strong: Sequence[Trajectory],
+    metrics: Mapping[str, CurveMetric],
+    n_resamples: int,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Each metric of every curve on the same bootstrap draws of problems, shape (n_resamples, curves).
+
+    Each draw recomputes every run and the weak/strong references on it (a paired bootstrap); where
+    the metric is undefined (strong not better than weak, or no strong tokens) the value is +inf.
+    """
+    if not weak:
+        raise DataError("no weak-only trajectories to bootstrap against")
+    ids = [t.problem.id for t in weak]
+    weak_correct, _ = _outcomes(weak, ids, "the weak-only run")
+    strong_correct, strong_tokens = _outcomes(strong, ids, "the strong-only run")
+    idx = np.random.default_rng(seed).integers(0, len(ids), size=(n_resamples, len(ids)))
+    r_weak, r_strong = weak_correct[idx].mean(axis=1), strong_correct[idx].mean(axis=1)
+    c_strong = strong_tokens[idx].mean(axis=1)
+    values = {name: np.full((n_resamples, len(curves)), math.inf) for name in metrics}
+    for j, curve in enumerate(curves):
+        runs = [_outcomes(run, ids, f"curve run {k}") for k, run in enumerate(curve)]
+        accs = np.stack([c[idx].mean(axis=1) for c, _ in runs], axis=1) if runs else np.empty((n_resamples, 0))
+        costs = np.stack([t[idx].mean(axis=1) for _, t in runs], axis=1) if runs else np.empty((n_resamples, 0))
+        for b in range(n_resamples):
+            if c_strong[b] <= 0:
+                continue
+            points = list(zip(costs[b].tolist(), accs[b].tolist(), strict=True))
+            refs = References(float(r_weak[b]), float(r_strong[b]), float(c_strong[b]))
+            for name, metric in metrics.items():
+                value = metric(points, refs)
+                if value is not None:
+                    values[name][b, j] = value
+    return values
+
+
 def bootstrap_curve(
     curve: Sequence[Sequence[Trajectory]],
     weak: Sequence[Trajectory],
@@ -344,31 +383,32 @@ def bootstrap_curve(
 ) -> dict[str, ConfidenceInterval]:
     """Bootstrap intervals for curve metrics (CPT, ΔIBC, APGR, ...), one per entry of ``metrics``.
 
-    Each resample draws problems and recomputes every run of the curve and the weak/strong references
-    on the same draw (a paired bootstrap). A resample where a metric is undefined (strong not better
-    than weak, or no strong tokens) counts as +inf, so the high bound is None when that happens in
-    more than the upper tail.
+    Problems are resampled and every run of the curve and both references recomputed on the same
+    draw. A resample where a metric is undefined counts as +inf, so the high bound is None when that
+    happens in more than the upper tail.
     """
     _check_bootstrap(n_resamples, level)
-    if not weak:
-        raise DataError("no weak-only trajectories to bootstrap against")
-    ids = [t.problem.id for t in weak]
-    weak_correct, _ = _outcomes(weak, ids, "the weak-only run")
-    strong_correct, strong_tokens = _outcomes(strong, ids, "the strong-only run")
-    runs = [_outcomes(run, ids, f"curve run {k}") for k, run in enumerate(curve)]
-    idx = np.random.default_rng(seed).integers(0, len(ids), size=(n_resamples, len(ids)))
-    r_weak, r_strong = weak_correct[idx].mean(axis=1), strong_correct[idx].mean(axis=1)
-    c_strong = strong_tokens[idx].mean(axis=1)
-    accs = np.stack([c[idx].mean(axis=1) for c, _ in runs], axis=1) if runs else np.empty((n_resamples, 0))
-    costs = np.stack([t[idx].mean(axis=1) for _, t in runs], axis=1) if runs else np.empty((n_resamples, 0))
-    values = {name: np.full(n_resamples, math.inf) for name in metrics}
-    for b in range(n_resamples):
-        if c_strong[b] <= 0:
-            continue
-        refs = References(float(r_weak[b]), float(r_strong[b]), float(c_strong[b]))
-        points = list(zip(costs[b].tolist(), accs[b].tolist(), strict=True))
-        for name, metric in metrics.items():
-            value = metric(points, refs)
-            if value is not None:
-                values[name][b] = value
-    return {name: _percentile_interval(v, level, n_resamples) for name, v in values.items()}
+    values = _resampled([curve], weak, strong, metrics, n_resamples, seed)
+    return {name: _percentile_interval(v[:, 0], level, n_resamples) for name, v in values.items()}
+
+
+def bootstrap_ratio(
+    numerator: Sequence[Sequence[Trajectory]],
+    denominator: Sequence[Sequence[Trajectory]],
+    weak: Sequence[Trajectory],
+    strong: Sequence[Trajectory],
+    metric: CurveMetric,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> ConfidenceInterval:
+    """Paired bootstrap interval for metric(numerator curve) / metric(denominator curve), e.g. the
+    paper's "5× more cost-efficient" ΔIBC ratio: both curves are recomputed on the same draws. A draw
+    where either value is undefined or the denominator is not positive counts as +inf."""
+    _check_bootstrap(n_resamples, level)
+    values = _resampled([numerator, denominator], weak, strong, {"metric": metric}, n_resamples, seed)["metric"]
+    top, bottom = values[:, 0], values[:, 1]
+    defined = np.isfinite(top) & np.isfinite(bottom) & (bottom > 0)
+    ratio = np.divide(top, bottom, out=np.full(n_resamples, math.inf), where=defined)
+    return _percentile_interval(ratio, level, n_resamples)

@@ -13,6 +13,7 @@ from trimroute.eval.metrics import (
     auc,
     bootstrap_accuracy,
     bootstrap_curve,
+    bootstrap_ratio,
     budgeted_accuracy,
     cpt,
     delta_ibc,
@@ -256,3 +257,14 @@ def test_bootstrap_curve_undefined_gives_no_upper_bound() -> None:
 def test_bootstrap_curve_needs_the_same_problems() -> None:
     with pytest.raises(DataError, match="curve run 0 does not cover the same problems"):
         bootstrap_curve([_run(5, 100, n=10)], _run(8, 0), _run(16, 200), {"cpt50": _cpt50})
+
+
+def test_bootstrap_ratio_is_paired() -> None:
+    weak, strong = _run(8, 0), _run(16, 200)
+    steep, shallow = [_run(16, 50)], [_run(15, 100)]
+    itself = bootstrap_ratio(steep, steep, weak, strong, delta_ibc, n_resamples=200)
+    assert (itself.low, itself.high) == (pytest.approx(1.0), pytest.approx(1.0))  # same draws: exactly 1
+    refs = References(0.4, 0.8, 200.0)
+    point = (delta_ibc([(50, 0.8)], refs) or 0) / (delta_ibc([(100, 0.75)], refs) or 1)
+    ci = bootstrap_ratio(steep, shallow, weak, strong, delta_ibc, n_resamples=300, seed=2)
+    assert ci.low is not None and ci.high is not None and ci.low <= point <= ci.high

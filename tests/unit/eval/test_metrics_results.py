@@ -73,3 +73,28 @@ def test_budget_matches_pair_each_thr_point_with_the_nearest_random_point() -> N
     assert match["relative_error"] == pytest.approx(0.025) and match["same_budget"] is False  # 2.5 % > 2 %
     assert match["accuracy_difference"] == pytest.approx(0.25)  # thr solves p1 too
     assert "| `thr:0.5` | 10.0 | `random:0.2` | 10.2 (+2.5%) | NO | +25.0 pt" in render_markdown(results)
+
+
+def test_delta_ibc_ratio_over_the_best_query_level_baseline() -> None:
+    weak = [_trajectory(p, "weak", p == "p0") for p in STRONG_TOKENS]
+    strong = [_trajectory(p, "strong", p != "p3") for p in STRONG_TOKENS]
+    thr = [_trajectory(p, "thr", p != "p3", tokens=5) for p in STRONG_TOKENS]  # strong's accuracy at C̄ 5
+    good = [_trajectory(p, "query", p in ("p0", "p1"), tokens=5) for p in STRONG_TOKENS]  # PGR 0.5 at C̄ 5
+    poor = [_trajectory(p, "automix", p in ("p0", "p1"), tokens=10) for p in STRONG_TOKENS]  # PGR 0.5 at 10
+    points = [
+        PointData("weak", "weak", weak),
+        PointData("strong", "strong", strong),
+        PointData("thr:0.5", "thr", thr),
+        PointData("query:sw:0.5", "query:sw", good),
+        PointData("automix:prod:0.5", "automix:prod", poor),
+        PointData("oracle", "oracle", strong),
+    ]
+    results = compute_metrics(points, n_resamples=50)
+    versus = results["versus_baseline"]
+    assert versus["baseline"] == "query:sw" and versus["delta_ibc"] == results["curves"]["query:sw"]["delta_ibc"]
+    assert list(versus["ratios"]) == ["thr"]  # neither a baseline nor the oracle is compared
+    ratio = results["curves"]["thr"]["delta_ibc"] / results["curves"]["query:sw"]["delta_ibc"]
+    assert versus["ratios"]["thr"]["ratio"] == pytest.approx(ratio)
+    assert f"ΔIBC over the best query-level baseline (query:sw, ΔIBC {versus['delta_ibc']:.2f})" in render_markdown(
+        results
+    )
