@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from trimroute.errors import ConfigError
+from trimroute.errors import ArtifactError, ConfigError
 from trimroute.eval.methods import PolicyPoints, parse_methods
 
 POMDP = "pomdp:preset=qwen1.5b-7b,token_bins=1"
@@ -37,3 +39,12 @@ def test_value_lists_and_progressions_still_expand() -> None:
 def test_bad_keyed_specs_say_what_is_wrong(spec: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_methods([spec])
+
+
+def test_a_list_of_folders_is_one_point_per_folder(tmp_path: Path) -> None:
+    first, second = tmp_path / "lam=1e-3", tmp_path / "lam=5e-4"  # solved POMDP folders are named so
+    first.mkdir()
+    second.mkdir()
+    # Each folder is parsed on its own (and, being empty, rejected): not as numbers, not as key=value.
+    with pytest.raises(ArtifactError, match=f"'{first}' is not a policy artifact"):
+        parse_methods([f"agg:{first},{second}"])
