@@ -1,8 +1,9 @@
 """The official measured MATH-500 curves under the old and the new metric definitions, side by side.
 
 Old: each curve read along its own upper envelope from the weak-only point, ΔIBC averaged over the bins
-the curve reaches (``eval/metrics.py`` at ``--old REV``). New: every metric on the frontier with weak-only,
-strong-only and their mixtures (the current ``eval/metrics.py``). Prints a Markdown table.
+the curve reaches (``eval/metrics.py`` at ``--old REV``); old + strong-only: the same with the strong-only
+point added to the curve (the completion alone). New: every metric on the frontier, the concave hull with
+weak-only, strong-only and their mixtures (the current ``eval/metrics.py``). Prints a Markdown table.
 
     python bench/frontier_metrics.py [--old 1742756] [--curves FILE]   # default: the official MATH-500 curves
 """
@@ -43,6 +44,7 @@ def main() -> None:
     r_weak, r_strong = thr[0.0]["num_correct"] / n, thr[1.0]["num_correct"] / n
     c_strong = thr[1.0]["avg_target_tokens_per_question"]
     refs = new.References(r_weak, r_strong, c_strong)
+    strong = (c_strong, r_strong)
     old = old_metrics(args.old)
     print(f"r_weak {r_weak:.3f} · r_strong {r_strong:.3f} · C̄ strong-only {c_strong:.1f} tokens\n")
     print("| curve | definition | CPT(50%) | CPT(80%) | CPT(95%) | ΔIBC | APGR | reach |")
@@ -54,6 +56,12 @@ def main() -> None:
                 [old.cpt(points, r_weak, r_strong, x) for x in (0.5, 0.8, 0.95)],
                 old.delta_ibc(points, r_weak, r_strong, c_strong),
                 old.apgr(points, r_weak, r_strong, c_strong),
+            ),
+            # the old staircase with the strong-only point added: the completion without the hull
+            "old + strong-only": (
+                [old.cpt([*points, strong], r_weak, r_strong, x) for x in (0.5, 0.8, 0.95)],
+                old.delta_ibc([*points, strong], r_weak, r_strong, c_strong),
+                old.apgr([*points, strong], r_weak, r_strong, c_strong),
             ),
             "frontier": (
                 [new.cpt(points, refs, x) for x in (0.5, 0.8, 0.95)],
