@@ -44,11 +44,11 @@ def summary_tables(results: Mapping[str, Any], title: str) -> list[Table]:
     if not results["curves"]:
         return [points]
     curves = Table(title="curves: CPT as share of strong-only tokens", title_justify="left")
-    for col in ("method", *(f"CPT{int(100 * x)}" for x in CPT_TARGETS), "ΔIBC", "APGR"):
+    for col in ("method", *(f"CPT{int(100 * x)}" for x in CPT_TARGETS), "ΔIBC", "APGR", "reach"):
         curves.add_column(col, justify="left" if col == "method" else "right", overflow="fold")
     for method, c in results["curves"].items():
         cells = [percent(v["share"]) if v["tokens"] is not None else "–" for v in c["cpt"].values()]
-        curves.add_row(Text(method), *cells, number(c["delta_ibc"], 2), percent(c["apgr"]))
+        curves.add_row(Text(method), *cells, number(c["delta_ibc"], 2), percent(c["apgr"]), percent(c["reach"], 0))
     return [points, curves]
 
 

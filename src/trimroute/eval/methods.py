@@ -2,9 +2,10 @@
 
 A spec names a method (one curve of the report) and, for swept methods, its points:
 
-- any policy spec accepted by ``parse_policy`` (``weak``, ``strong``, ``thr:0.7``, ``pomdp:DIR``, ...);
-  a comma list expands to one point per value, and ``a,b,...,c`` to the arithmetic progression
-  (``thr:0,0.1,...,1`` is 11 points);
+- any policy spec accepted by ``parse_policy`` (``weak``, ``strong``, ``thr:0.7``, ``pomdp:DIR``,
+  ``pomdp:preset=qwen1.5b-7b,lam=1e-3``, ...). Only the swept value takes a comma list: it expands to one
+  point per value, and ``a,b,...,c`` to the arithmetic progression (``thr:0,0.1,...,1`` is 11 points,
+  ``pomdp:preset=qwen1.5b-7b,lam=1e-3,5e-4`` two, ``agg:DIR1,DIR2`` two);
 - ``thr:quantile=0.1,0.25``: TRIM-Thr at thresholds set to those quantiles of the scores of the weak
   steps (scored by a ``thr:0`` point, which keeps every weak step), so each escalates about that share of
   steps whatever the scorer's scale;
@@ -21,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from trimroute.errors import ConfigError
 from trimroute.policies import parse_policy
@@ -126,12 +128,38 @@ def _thresholds(spec: str, text: str | None) -> tuple[float, ...] | None:
     return None if text is None else parse_values(spec, text)
 
 
+def _swept_args(spec: str, arg: str) -> list[str]:
+    """The policy arguments a spec sweeps over: one per value of its one comma-separated list.
+
+    ``0.1,0.5`` and ``0,0.1,...,1`` are value lists; ``DIR1,DIR2`` lists solved policy folders; in
+    ``key=value`` form (``preset=P,lam=1e-3,5e-4``) a part without ``=`` continues the previous key's
+    values, and only one key may have more than one.
+    """
+    parts = [s.strip() for s in arg.split(",")]
+    if len(parts) == 1 or all(Path(s).is_dir() for s in parts):
+        return parts
+    if "=" not in parts[0]:
+        return [f"{v:g}" for v in parse_values(spec, arg)]
+    keyed: list[tuple[str, list[str]]] = []
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if sep:
+            keyed.append((key.strip(), [value.strip()]))
+        else:
+            keyed[-1][1].append(part)
+    swept = [k for k, values in keyed if len(values) > 1]
+    if len(swept) > 1:
+        raise ConfigError(f"{spec!r}: only one value can be swept (a comma list), here {' and '.join(swept)}")
+    if not swept:
+        return [arg]
+    values = dict(keyed)[swept[0]]
+    points = [f"{v:g}" for v in parse_values(spec, ",".join(values))]
+    return [",".join(f"{k}={p if k == swept[0] else vs[0]}" for k, vs in keyed) for p in points]
+
+
 def _policy_points(spec: str) -> PolicyPoints:
     name, sep, arg = spec.partition(":")
-    if sep and "," in arg:
-        specs = tuple(f"{name}:{v:g}" for v in parse_values(spec, arg))
-    else:
-        specs = (spec,)
+    specs = tuple(f"{name}:{a}" for a in _swept_args(spec, arg)) if sep else (spec,)
     for s in specs:
         parse_policy(s)  # reject a bad spec before any model call
     return PolicyPoints(family=name, specs=specs)

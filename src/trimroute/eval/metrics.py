@@ -3,18 +3,22 @@
 A method is summarised from its trajectories (``summarize``); a method swept over a knob (threshold, λ)
 is a curve of points ``(cost, accuracy)`` where cost is C̄, the mean strong tokens per problem.
 
-Curves are read along their **upper envelope**: the points that are more accurate than every cheaper
-point, joined linearly (mixing two settings at random achieves any point on the segment). Every
-routing curve implicitly starts at the weak-only point ``(0, r_weak)``: routing nothing costs nothing.
+Every curve metric is read off one **frontier**: the upper concave envelope of the method's points
+together with the weak-only point ``(0, r_weak)`` and the strong-only point ``(C̄_strong-only,
+r_strong)``. Mixing two settings per problem at random reaches any point on the segment between them,
+so the hull is what the method can achieve; the weak and strong points belong to every method
+because routing nothing, or sending a fraction of the problems to strong-only, needs no routing skill.
+Without them a curve that stops early would be averaged over its cheap bins only (docs/eval.md).
+Each method's ``reach`` (the highest PGR of its own points) is reported beside.
 
-When ``r_strong == r_weak`` the performance gap is empty and PGR, CPT, ΔIBC and APGR are undefined:
+When ``r_strong <= r_weak`` the performance gap is empty and PGR, CPT, ΔIBC and APGR are undefined:
 the functions return None rather than dividing by zero.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,18 +28,23 @@ from trimroute.types import Role, Trajectory
 
 __all__ = [
     "ConfidenceInterval",
+    "CurveMetric",
     "MethodSummary",
     "Point",
     "Price",
+    "References",
     "apgr",
     "auc",
     "bootstrap_accuracy",
+    "bootstrap_curve",
     "bootstrap_mean",
-    "bootstrap_cpt",
+    "bootstrap_ratio",
     "budgeted_accuracy",
     "cpt",
     "delta_ibc",
+    "frontier",
     "pgr",
+    "reach",
     "summarize",
     "upper_envelope",
 ]
@@ -126,11 +135,34 @@ def summarize(
 # --- curves ------------------------------------------------------------------------------------------
 
 
-def upper_envelope(points: Sequence[Point]) -> list[Point]:
-    """The points more accurate than every cheaper point, by increasing cost (a non-decreasing staircase)."""
+@dataclass(frozen=True)
+class References:
+    """The weak-only and strong-only results every curve metric is relative to."""
+
+    r_weak: float
+    r_strong: float
+    c_strong: float  # C̄ of strong-only: mean strong tokens per problem
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.c_strong) and self.c_strong > 0):
+            raise DataError(f"the strong-only cost must be positive, got {self.c_strong} strong tokens per problem")
+
+    @property
+    def gap(self) -> float | None:
+        """r_strong − r_weak, or None when the strong model is not better (every gap metric is undefined)."""
+        gap = self.r_strong - self.r_weak
+        return gap if gap > _EPS else None
+
+
+def _check_points(points: Sequence[Point]) -> None:
     for cost, acc in points:
         if not (math.isfinite(cost) and math.isfinite(acc)) or cost < 0:
             raise DataError(f"curve point ({cost}, {acc}) is invalid: costs must be finite and >= 0")
+
+
+def upper_envelope(points: Sequence[Point]) -> list[Point]:
+    """The points more accurate than every cheaper point, by increasing cost (a non-decreasing staircase)."""
+    _check_points(points)
     envelope: list[Point] = []
     # At equal cost the most accurate point comes first and hides the others.
     for cost, acc in sorted(points, key=lambda p: (p[0], -p[1])):
@@ -139,39 +171,34 @@ def upper_envelope(points: Sequence[Point]) -> list[Point]:
     return envelope
 
 
-def _with_weak(points: Sequence[Point], r_weak: float) -> list[Point]:
-    return upper_envelope([(0.0, r_weak), *points])
+def frontier(points: Sequence[Point], refs: References) -> list[Point]:
+    """The method's achievable frontier: the upper concave hull of ``points`` with the weak-only and
+    strong-only points, up to its most accurate point (costs and accuracies strictly increase)."""
+    hull: list[Point] = []
+    for p in upper_envelope([(0.0, refs.r_weak), (refs.c_strong, refs.r_strong), *points]):
+        # Drop the last vertex while it lies on or below the chord from the one before it to p.
+        while len(hull) >= 2 and (
+            (hull[-1][0] - hull[-2][0]) * (p[1] - hull[-2][1]) - (hull[-1][1] - hull[-2][1]) * (p[0] - hull[-2][0])
+            >= -_EPS
+        ):
+            hull.pop()
+        hull.append(p)
+    return hull
 
 
-def _interpolate(envelope: Sequence[Point], cost: float) -> float:
-    """Accuracy on an envelope at ``cost`` >= its first cost: linear between points, flat after the last."""
-    for (c0, a0), (c1, a1) in zip(envelope, envelope[1:], strict=False):
-        if cost <= c1:  # envelope costs strictly increase, so c1 > c0
-            return a0 + (a1 - a0) * (cost - c0) / (c1 - c0)
-    return envelope[-1][1]
+def _accuracy_at(front: Sequence[Point], cost: np.ndarray) -> np.ndarray:
+    """Accuracy on a frontier at ``cost``: linear between vertices, flat after the last."""
+    return np.interp(cost, [c for c, _ in front], [a for _, a in front])
 
 
-def _cost_for(envelope: Sequence[Point], accuracy: float) -> float | None:
-    """Least cost at which an envelope reaches ``accuracy``; None if it never does."""
-    if not envelope or envelope[-1][1] < accuracy - _EPS:
-        return None
-    if envelope[0][1] >= accuracy - _EPS:
-        return envelope[0][0]
-    for (c0, a0), (c1, a1) in zip(envelope, envelope[1:], strict=False):
-        if a1 >= accuracy - _EPS:
-            return c0 + (c1 - c0) * (accuracy - a0) / (a1 - a0)
-    raise AssertionError("unreachable: the last point reaches the accuracy")
+def _cost_at(front: Sequence[Point], accuracy: np.ndarray) -> np.ndarray:
+    """Least cost at which a frontier reaches ``accuracy`` (at most its last accuracy)."""
+    return np.interp(accuracy, [a for _, a in front], [c for c, _ in front])
 
 
-def budgeted_accuracy(points: Sequence[Point], budget: float) -> float | None:
-    """Accuracy reachable with a mean strong-token budget, read off the upper envelope of ``points``.
-
-    None when even the cheapest point costs more than ``budget``.
-    """
-    envelope = upper_envelope(points)
-    if not envelope or budget < envelope[0][0] - _EPS:
-        return None
-    return _interpolate(envelope, budget)
+def budgeted_accuracy(points: Sequence[Point], refs: References, budget: float) -> float:
+    """Accuracy reachable with a mean strong-token ``budget``, read off the frontier."""
+    return float(_accuracy_at(frontier(points, refs), np.array([max(budget, 0.0)]))[0])
 
 
 def pgr(r: float, r_weak: float, r_strong: float) -> float | None:
@@ -180,67 +207,63 @@ def pgr(r: float, r_weak: float, r_strong: float) -> float | None:
     return None if abs(gap) < _EPS else (r - r_weak) / gap
 
 
+def reach(points: Sequence[Point], refs: References) -> float | None:
+    """The highest PGR the method's own points attain (what it gets without mixing in strong-only)."""
+    values = [pgr(acc, refs.r_weak, refs.r_strong) for _, acc in points]
+    return max((v for v in values if v is not None), default=None) if refs.gap else None
+
+
 def _check_fraction(x: float) -> None:
     if not 0 < x <= 1:
         raise ConfigError(f"PGR target must be a fraction in (0, 1], e.g. 0.95 for 95 %, got {x}")
 
 
-def cpt(points: Sequence[Point], r_weak: float, r_strong: float, x: float) -> float | None:
-    """CPT(x): the least mean strong-token cost at which the curve reaches PGR = ``x`` (a fraction).
+def cpt(points: Sequence[Point], refs: References, x: float) -> float | None:
+    """CPT(x): the least mean strong-token cost at which the frontier reaches PGR = ``x`` (a fraction).
 
-    None when the curve never gets there, or when the strong model is not better than the weak one.
-    Divide by C̄_strong-only for the share c.
+    None when the strong model is not better than the weak one. Divide by C̄_strong-only for the share c.
     """
     _check_fraction(x)
-    if r_strong - r_weak < _EPS:
+    if refs.gap is None:
         return None
-    return _cost_for(_with_weak(points, r_weak), r_weak + x * (r_strong - r_weak))
+    return float(_cost_at(frontier(points, refs), np.array([refs.r_weak + x * refs.gap]))[0])
 
 
-def delta_ibc(points: Sequence[Point], r_weak: float, r_strong: float, c_strong: float) -> float | None:
+def delta_ibc(points: Sequence[Point], refs: References) -> float | None:
     """ΔIBC averaged over 100 equal-width performance bins between r_weak and r_strong.
 
-    In each bin (at its centre r_b) the curve's least cost C(r_b) gives IBC = (r_b − r_weak) / C(r_b),
-    compared with the strong-only IBC_base = (r_strong − r_weak) / C̄_strong-only. Bins the curve never
-    reaches, and bins it reaches at zero cost (IBC infinite), are left out; None if no bin is left.
+    In each bin (at its centre r_b) the frontier's least cost C(r_b) gives IBC = (r_b − r_weak) / C(r_b),
+    compared with the strong-only IBC_base = (r_strong − r_weak) / C̄_strong-only. The frontier reaches
+    every bin; bins it reaches at zero cost (IBC infinite, only when a point is free and better than
+    weak-only) are left out; None if no bin is left.
     """
-    gap = r_strong - r_weak
-    if gap < _EPS:
+    if refs.gap is None:
         return None
-    if c_strong <= 0:
-        raise ConfigError(f"strong-only cost must be positive, got {c_strong}")
-    envelope = _with_weak(points, r_weak)
-    ibc_base = gap / c_strong
-    deltas = []
-    for b in range(IBC_BINS):
-        r_b = r_weak + gap * (b + 0.5) / IBC_BINS
-        cost = _cost_for(envelope, r_b)
-        if cost is not None and cost > _EPS:
-            deltas.append(((r_b - r_weak) / cost - ibc_base) / ibc_base)
-    return float(np.mean(deltas)) if deltas else None
-
-
-def _mean_over_share(envelope: Sequence[Point], c_strong: float) -> float:
-    """Mean of the envelope's accuracy over cost shares c in [0, 1] (exact: the envelope is piecewise linear)."""
-    if c_strong <= 0:
-        raise ConfigError(f"strong-only cost must be positive, got {c_strong}")
-    xs = sorted({0.0, c_strong, *(c for c, _ in envelope if c < c_strong)})
-    ys = [_interpolate(envelope, x) for x in xs]
-    area = sum((xs[i + 1] - xs[i]) * (ys[i] + ys[i + 1]) / 2 for i in range(len(xs) - 1))
-    return area / c_strong
-
-
-def apgr(points: Sequence[Point], r_weak: float, r_strong: float, c_strong: float) -> float | None:
-    """Average PGR over cost shares c in [0, 1] (RouteLLM's APGR); None when the gap is empty."""
-    gap = r_strong - r_weak
-    if abs(gap) < _EPS:
+    gains = refs.gap * (np.arange(IBC_BINS) + 0.5) / IBC_BINS
+    costs = _cost_at(frontier(points, refs), refs.r_weak + gains)
+    paid = costs > _EPS
+    if not paid.any():
         return None
-    return (_mean_over_share(_with_weak(points, r_weak), c_strong) - r_weak) / gap
+    ibc_base = refs.gap / refs.c_strong
+    return float(np.mean((gains[paid] / costs[paid] - ibc_base) / ibc_base))
 
 
-def auc(points: Sequence[Point], r_weak: float, c_strong: float) -> float:
-    """Area under the accuracy vs cost-share curve, c in [0, 1] (the mean accuracy over shares)."""
-    return _mean_over_share(_with_weak(points, r_weak), c_strong)
+def _mean_over_share(front: Sequence[Point], c_strong: float) -> float:
+    """Mean of the frontier's accuracy over cost shares c in [0, 1] (exact: it is piecewise linear)."""
+    xs = np.array(sorted({0.0, c_strong, *(c for c, _ in front if c < c_strong)}))
+    return float(np.trapezoid(_accuracy_at(front, xs), xs) / c_strong)
+
+
+def apgr(points: Sequence[Point], refs: References) -> float | None:
+    """Average PGR over cost shares c in [0, 1] (RouteLLM's APGR), on the frontier."""
+    if refs.gap is None:
+        return None
+    return (_mean_over_share(frontier(points, refs), refs.c_strong) - refs.r_weak) / refs.gap
+
+
+def auc(points: Sequence[Point], refs: References) -> float:
+    """Area under the frontier's accuracy vs cost-share curve, c in [0, 1] (the mean accuracy over shares)."""
+    return _mean_over_share(frontier(points, refs), refs.c_strong)
 
 
 # --- bootstrap over problems ---------------------------------------------------------------------------
@@ -281,7 +304,7 @@ def _outcomes(trajectories: Sequence[Trajectory], ids: Sequence[str], what: str)
 
 
 def _percentile_interval(values: np.ndarray, level: float, n: int) -> ConfidenceInterval:
-    """Percentile interval; +inf stands for 'not reached' and maps to a None bound."""
+    """Percentile interval; +inf stands for 'undefined' and maps to a None bound."""
     tail = (1 - level) / 2 * 100
     # inverted_cdf picks actual resample values: no interpolation between a finite cost and infinity.
     low, high = (float(v) for v in np.percentile(values, [tail, 100 - tail], method="inverted_cdf"))
@@ -307,36 +330,85 @@ def bootstrap_mean(
     return _percentile_interval(values[idx].mean(axis=1), level, n_resamples)
 
 
-def bootstrap_cpt(
+CurveMetric = Callable[[Sequence[Point], References], float | None]
+
+
+def _resampled(
+    curves: Sequence[Sequence[Sequence[Trajectory]]],
+    weak: Sequence[Trajectory],
+    strong: Sequence[Trajectory],
+    metrics: Mapping[str, CurveMetric],
+    n_resamples: int,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Each metric of every curve on the same bootstrap draws of problems, shape (n_resamples, curves).
+
+    Each draw recomputes every run and the weak/strong references on it (a paired bootstrap); where
+    the metric is undefined (strong not better than weak, or no strong tokens) the value is +inf.
+    """
+    if not weak:
+        raise DataError("no weak-only trajectories to bootstrap against")
+    ids = [t.problem.id for t in weak]
+    weak_correct, _ = _outcomes(weak, ids, "the weak-only run")
+    strong_correct, strong_tokens = _outcomes(strong, ids, "the strong-only run")
+    idx = np.random.default_rng(seed).integers(0, len(ids), size=(n_resamples, len(ids)))
+    r_weak, r_strong = weak_correct[idx].mean(axis=1), strong_correct[idx].mean(axis=1)
+    c_strong = strong_tokens[idx].mean(axis=1)
+    values = {name: np.full((n_resamples, len(curves)), math.inf) for name in metrics}
+    for j, curve in enumerate(curves):
+        runs = [_outcomes(run, ids, f"curve run {k}") for k, run in enumerate(curve)]
+        accs = np.stack([c[idx].mean(axis=1) for c, _ in runs], axis=1) if runs else np.empty((n_resamples, 0))
+        costs = np.stack([t[idx].mean(axis=1) for _, t in runs], axis=1) if runs else np.empty((n_resamples, 0))
+        for b in range(n_resamples):
+            if c_strong[b] <= 0:
+                continue
+            points = list(zip(costs[b].tolist(), accs[b].tolist(), strict=True))
+            refs = References(float(r_weak[b]), float(r_strong[b]), float(c_strong[b]))
+            for name, metric in metrics.items():
+                value = metric(points, refs)
+                if value is not None:
+                    values[name][b, j] = value
+    return values
+
+
+def bootstrap_curve(
     curve: Sequence[Sequence[Trajectory]],
     weak: Sequence[Trajectory],
     strong: Sequence[Trajectory],
-    x: float,
+    metrics: Mapping[str, CurveMetric],
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, ConfidenceInterval]:
+    """Bootstrap intervals for curve metrics (CPT, ΔIBC, APGR, ...), one per entry of ``metrics``.
+
+    Problems are resampled and every run of the curve and both references recomputed on the same
+    draw. A resample where a metric is undefined counts as +inf, so the high bound is None when that
+    happens in more than the upper tail.
+    """
+    _check_bootstrap(n_resamples, level)
+    values = _resampled([curve], weak, strong, metrics, n_resamples, seed)
+    return {name: _percentile_interval(v[:, 0], level, n_resamples) for name, v in values.items()}
+
+
+def bootstrap_ratio(
+    numerator: Sequence[Sequence[Trajectory]],
+    denominator: Sequence[Sequence[Trajectory]],
+    weak: Sequence[Trajectory],
+    strong: Sequence[Trajectory],
+    metric: CurveMetric,
     *,
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> ConfidenceInterval:
-    """Bootstrap interval for CPT(x): each resample draws problems and recomputes every run of the curve
-    and the weak/strong references on the same draw (a paired bootstrap). A resample where the curve never
-    reaches x (or where strong is not better than weak) counts as infinite cost, so the high bound is None
-    when that happens in more than the upper tail.
-    """
-    _check_fraction(x)
+    """Paired bootstrap interval for metric(numerator curve) / metric(denominator curve), e.g. the
+    paper's "5× more cost-efficient" ΔIBC ratio: both curves are recomputed on the same draws. A draw
+    where either value is undefined or the denominator is not positive counts as +inf."""
     _check_bootstrap(n_resamples, level)
-    if not weak:
-        raise DataError("no weak-only trajectories to bootstrap against")
-    ids = [t.problem.id for t in weak]
-    weak_correct, _ = _outcomes(weak, ids, "the weak-only run")
-    strong_correct, _ = _outcomes(strong, ids, "the strong-only run")
-    runs = [_outcomes(run, ids, f"curve run {k}") for k, run in enumerate(curve)]
-    idx = np.random.default_rng(seed).integers(0, len(ids), size=(n_resamples, len(ids)))
-    r_weak, r_strong = weak_correct[idx].mean(axis=1), strong_correct[idx].mean(axis=1)
-    accs = np.stack([c[idx].mean(axis=1) for c, _ in runs], axis=1) if runs else np.empty((n_resamples, 0))
-    costs = np.stack([t[idx].mean(axis=1) for _, t in runs], axis=1) if runs else np.empty((n_resamples, 0))
-    values = np.full(n_resamples, math.inf)
-    for b in range(n_resamples):
-        value = cpt(list(zip(costs[b], accs[b], strict=True)), r_weak[b], r_strong[b], x)
-        if value is not None:
-            values[b] = value
-    return _percentile_interval(values, level, n_resamples)
+    values = _resampled([numerator, denominator], weak, strong, {"metric": metric}, n_resamples, seed)["metric"]
+    top, bottom = values[:, 0], values[:, 1]
+    defined = np.isfinite(top) & np.isfinite(bottom) & (bottom > 0)
+    ratio = np.divide(top, bottom, out=np.full(n_resamples, math.inf), where=defined)
+    return _percentile_interval(ratio, level, n_resamples)

@@ -10,6 +10,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ import numpy as np
 
 from trimroute._version import __version__
 from trimroute.errors import DataError
+from trimroute.eval import derived
 from trimroute.eval import metrics as m
+from trimroute.eval.matching import BUDGET_TOLERANCE, same_budget
 from trimroute.eval.plots import plot_curves
 from trimroute.eval.rundir import write_json
 from trimroute.types import ROLES, Role, Trajectory
@@ -39,6 +42,12 @@ PLOT_NAME = "accuracy_cost"
 CPT_TARGETS = (0.5, 0.8, 0.95)
 BUDGET_SHARES = (0.1, 0.2, 0.5)  # budgeted accuracy at these shares of the strong-only cost
 REFERENCES = ("weak", "strong")
+MATCHED = "random:matched"
+QUERY_LEVEL = ("automix", "query:")  # method names of the query-level baselines (the oracle is a bound, not one)
+CURVES_NOTE = (
+    "CPT, ΔIBC and APGR are read off each method's frontier: the upper concave hull of its points with "
+    "weak-only, strong-only and their mixtures; reach is the highest PGR of the method's own points."
+)
 
 
 @dataclass(frozen=True)
@@ -61,17 +70,80 @@ def _ci(ci: m.ConfidenceInterval) -> list[float | None]:
     return [ci.low, ci.high]
 
 
-def _oracle_band(weak: Sequence[Trajectory], strong: Sequence[Trajectory]) -> list[list[float]]:
-    """The oracle query router at every budget: fix the weak failures that strong solves, cheapest first."""
+def _cpt(points: Sequence[m.Point], refs: m.References, x: float) -> float | None:
+    return m.cpt(points, refs, x)
+
+
+def _oracle_runs(weak: Sequence[Trajectory], strong: Sequence[Trajectory]) -> list[list[Trajectory]]:
+    """The oracle query router as a curve: the k-th run sends the k cheapest weak failures that strong
+    solves to strong (the upper edge of the cheapest-first band), k = 0 ... all of them."""
     by_id = {t.problem.id: t for t in strong}
-    n = len(weak)
-    fixes = sorted(by_id[t.problem.id].strong_tokens for t in weak if not t.correct and by_id[t.problem.id].correct)
-    right = sum(bool(t.correct) for t in weak)
-    band, spent = [[0.0, right / n]], 0
-    for k, tokens in enumerate(fixes, 1):
-        spent += tokens
-        band.append([spent / n, (right + k) / n])  # exact ratios: the last point is the oracle's accuracy
-    return band
+    fixes = sorted(
+        (t.problem.id for t in weak if not t.correct and by_id[t.problem.id].correct),
+        key=lambda i: by_id[i].strong_tokens,
+    )
+    runs = []
+    for k in range(len(fixes) + 1):
+        fixed = set(fixes[:k])
+        runs.append(
+            [
+                derived.route_whole(t, by_id[t.problem.id], t.problem.id in fixed, "oracle", weak_first=False)
+                for t in weak
+            ]
+        )
+    return runs
+
+
+def _versus_best_baseline(
+    curves: Mapping[str, Any],
+    runs: Mapping[str, Sequence[Sequence[Trajectory]]],
+    weak: Sequence[Trajectory],
+    strong: Sequence[Trajectory],
+    **boot: Any,
+) -> dict[str, Any] | None:
+    """ΔIBC of every other curve over the best query-level baseline's (the paper's "5×"), with paired
+    bootstrap intervals; None without a baseline that beats mixing weak-only with strong-only."""
+    baselines = {k: c["delta_ibc"] for k, c in curves.items() if k.startswith(QUERY_LEVEL) and c["delta_ibc"]}
+    if not baselines:
+        return None
+    best = max(baselines, key=baselines.__getitem__)
+    ratios = {}
+    for method, c in curves.items():
+        if method.startswith(QUERY_LEVEL) or method == "oracle" or c["delta_ibc"] is None:
+            continue
+        ci = m.bootstrap_ratio(runs[method], runs[best], weak, strong, m.delta_ibc, **boot)
+        ratios[method] = {"ratio": c["delta_ibc"] / baselines[best], "ci": _ci(ci)}
+    return {"baseline": best, "delta_ibc": baselines[best], "ratios": ratios}
+
+
+def _budget_matches(points: Sequence[PointData], summaries: Mapping[str, m.MethodSummary], **boot: Any) -> list[Any]:
+    """Each thr point beside the random:matched point nearest its budget: the budgets, whether they are
+    the same (±2 %), and the paired accuracy difference thr − random with its bootstrap interval."""
+    randoms = [p for p in points if p.method == MATCHED]
+    out = []
+    for thr in (p for p in points if p.method == "thr" and summaries[p.name].mean_strong_tokens > 0):
+        target = summaries[thr.name].mean_strong_tokens
+        rnd = min(randoms, key=lambda p: abs(summaries[p.name].mean_strong_tokens - target), default=None)
+        if rnd is None:
+            break
+        achieved = summaries[rnd.name].mean_strong_tokens
+        by_id = {t.problem.id: t.correct for t in rnd.trajectories}
+        pairs = [(t.correct, by_id[t.problem.id]) for t in thr.trajectories]
+        graded = all(a is not None and b is not None for a, b in pairs)
+        diff = np.array([float(bool(a)) - float(bool(b)) for a, b in pairs])
+        out.append(
+            {
+                "thr": thr.name,
+                "random": rnd.name,
+                "target": target,
+                "achieved": achieved,
+                "relative_error": (achieved - target) / target,
+                "same_budget": same_budget(achieved, target),
+                "accuracy_difference": float(diff.mean()) if graded else None,
+                "accuracy_difference_ci": _ci(m.bootstrap_mean(diff, **boot)) if graded else [None, None],
+            }
+        )
+    return out
 
 
 def _wall_times(trajectories: Sequence[Trajectory]) -> dict[str, float | None]:
@@ -135,29 +207,42 @@ def compute_metrics(
             "accuracy_ci": _ci(m.bootstrap_accuracy(p.trajectories, n_resamples=n_resamples, seed=seed)),
             **_wall_times(p.trajectories),
         }
+    oracle_runs = _oracle_runs(weak, strong)
+    oracle_band = [list(m.summarize("oracle", run, strong_only_tokens=None).point) for run in oracle_runs]
     curves: dict[str, Any] = {}
+    curve_runs: dict[str, list[Sequence[Trajectory]]] = {}
+    refs = m.References(r_weak, r_strong, c_strong) if c_strong > 0 else None
     for method in dict.fromkeys(p.method for p in points):
-        if method in REFERENCES:
+        if method in REFERENCES or refs is None:
             continue
         members = [p for p in points if p.method == method]
-        xy = [summaries[p.name].point for p in members]
+        # The oracle is a curve: its cheapest-first band's upper edge, not its one all-fixes point.
+        runs = curve_runs[method] = list(oracle_runs) if method == "oracle" else [p.trajectories for p in members]
+        xy = [(c, a) for c, a in oracle_band] if method == "oracle" else [summaries[p.name].point for p in members]
+        targets = {f"{x:.0%}": partial(_cpt, x=x) for x in CPT_TARGETS}
+        cis = m.bootstrap_curve(
+            runs, weak, strong, {**targets, "delta_ibc": m.delta_ibc, "apgr": m.apgr},
+            n_resamples=n_resamples, seed=seed,
+        )  # fmt: skip
         cpt = {}
-        for x in CPT_TARGETS:
-            tokens = m.cpt(xy, r_weak, r_strong, x)
-            ci = m.bootstrap_cpt([p.trajectories for p in members], weak, strong, x, n_resamples=n_resamples, seed=seed)
-            cpt[f"{x:.0%}"] = {
+        for key, metric in targets.items():
+            tokens = metric(xy, refs)
+            cpt[key] = {
                 "tokens": tokens,
-                "share": tokens / c_strong if tokens is not None and c_strong else None,
-                "tokens_ci": _ci(ci),
+                "share": tokens / c_strong if tokens is not None else None,
+                "tokens_ci": _ci(cis[key]),
             }
         curves[method] = {
             "points": [p.name for p in members],
             "cpt": cpt,
-            "delta_ibc": m.delta_ibc(xy, r_weak, r_strong, c_strong) if c_strong else None,
-            "apgr": m.apgr(xy, r_weak, r_strong, c_strong) if c_strong else None,
-            "auc": m.auc(xy, r_weak, c_strong) if c_strong else None,
+            "delta_ibc": m.delta_ibc(xy, refs),
+            "delta_ibc_ci": _ci(cis["delta_ibc"]),
+            "apgr": m.apgr(xy, refs),
+            "apgr_ci": _ci(cis["apgr"]),
+            "reach": m.reach(xy, refs),
+            "auc": m.auc(xy, refs),
             "budgeted_accuracy": {
-                f"{share:.0%}": m.budgeted_accuracy([(0.0, r_weak), *xy], share * c_strong) for share in BUDGET_SHARES
+                f"{share:.0%}": m.budgeted_accuracy(xy, refs, share * c_strong) for share in BUDGET_SHARES
             },
         }
     return {
@@ -166,7 +251,9 @@ def compute_metrics(
         "references": {"r_weak": r_weak, "r_strong": r_strong, "c_strong": c_strong},
         "points": out_points,
         "curves": curves,
-        "oracle_band": _oracle_band(weak, strong),
+        "oracle_band": oracle_band,
+        "budget_matches": _budget_matches(points, summaries, n_resamples=n_resamples, seed=seed),
+        "versus_baseline": _versus_best_baseline(curves, curve_runs, weak, strong, n_resamples=n_resamples, seed=seed),
         "calls": _calls(points, cache_calls or {}),
     }
 
@@ -211,14 +298,41 @@ def render_markdown(results: Mapping[str, Any], title: str = "trim eval") -> str
         )
     if results["curves"]:
         heads = " | ".join(f"CPT({k})" for k in next(iter(results["curves"].values()))["cpt"])
-        lines += ["", f"| method | {heads} | ΔIBC | APGR |", "| --- |" + " --- |" * (len(CPT_TARGETS) + 2)]
+        lines += ["", f"| method | {heads} | ΔIBC | APGR | reach |", "| --- |" + " --- |" * (len(CPT_TARGETS) + 3)]
         for method, c in results["curves"].items():
             cells = []
             for v in c["cpt"].values():
-                reached = v["tokens"] is not None
-                cell = f"{number(v['tokens'])} tok ({percent(v['share'])})" if reached else "not reached"
+                cell = f"{number(v['tokens'])} tok ({percent(v['share'])})" if v["tokens"] is not None else "–"
                 cells.append(f"{cell} {_interval(v['tokens_ci'], number)}".strip())
-            lines.append(f"| {method} | {' | '.join(cells)} | {number(c['delta_ibc'], 2)} | {percent(c['apgr'])} |")
+            dibc = f"{number(c['delta_ibc'], 2)} {_interval(c['delta_ibc_ci'], partial(number, digits=2))}".strip()
+            apgr = f"{percent(c['apgr'])} {_interval(c['apgr_ci'], percent)}".strip()
+            lines.append(f"| {method} | {' | '.join(cells)} | {dibc} | {apgr} | {percent(c['reach'], 0)} |")
+        lines += ["", CURVES_NOTE]
+    versus = results.get("versus_baseline")
+    if versus and versus["ratios"]:
+        cells = [
+            f"{method} {v['ratio']:.2f}× {_interval(v['ci'], partial(number, digits=2))}".strip()
+            for method, v in versus["ratios"].items()
+        ]
+        lines += [
+            "",
+            f"ΔIBC over the best query-level baseline ({versus['baseline']}, ΔIBC {versus['delta_ibc']:.2f}), "
+            f"paired bootstrap [95% CI]: {'; '.join(cells)}.",
+        ]
+    if results.get("budget_matches"):
+        lines += [
+            "",
+            f"| thr point | C̄ thr | random point | C̄ random | same budget (±{BUDGET_TOLERANCE:.0%}) | "
+            "accuracy thr − random [95% CI] |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for b in results["budget_matches"]:
+            diff = b["accuracy_difference"]
+            cell = "–" if diff is None else f"{100 * diff:+.1f} pt {_interval(b['accuracy_difference_ci'], percent)}"
+            lines.append(
+                f"| `{b['thr']}` | {number(b['target'])} | `{b['random']}` | {number(b['achieved'])} "
+                f"({b['relative_error']:+.1%}) | {'yes' if b['same_budget'] else 'NO'} | {cell} |"
+            )
     line = calls_line(results)
     if line is not None:
         lines += ["", line]
