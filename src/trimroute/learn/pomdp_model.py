@@ -97,7 +97,11 @@ class POMDPModel:
 
     @classmethod
     def from_params(cls, params: SimParams, token_bins: int = 4, reward: float = 1.0, seed: int = 0) -> POMDPModel:
-        """The POMDP of a simulator preset; weak-token bins are quantiles of the weak token distribution."""
+        """The POMDP of a simulator preset; weak-token bins are quantiles of the weak token distribution.
+
+        The paper's model has no per-problem difficulty, recovery or longer wrong steps: a preset with them
+        gives its effective (difficulty-averaged) next-step accuracies and the correct steps' token model.
+        """
         if token_bins < 1:
             raise ConfigError(f"token_bins must be >= 1, got {token_bins}")
         obs = params.observation.probs.reshape(3, -1).T + OBS_FLOOR
@@ -111,8 +115,8 @@ class POMDPModel:
         edges = np.quantile(weak, np.arange(1, token_bins) / token_bins)
         k = np.searchsorted(edges, weak, side="right")
         return cls(
-            p_w=params.weak.next_step_accuracy,
-            p_s=params.strong.next_step_accuracy,
+            p_w=params.effective_accuracy("weak"),
+            p_s=params.effective_accuracy("strong"),
             obs=obs / obs.sum(axis=0),
             hazard=params.hazard,
             token_edges=edges,

@@ -19,7 +19,7 @@ from trimroute.policies import parse_policy
 from trimroute.scorers import build_scorer
 from trimroute.types import Action, Trajectory
 
-PARAMS = load_params("qwen1.5b-7b")
+PARAMS = load_params("qwen1.5b-7b-processbench")  # every problem alike: closed forms below
 
 
 async def _run(spec: str, n: int, seed: int = 0) -> list[Trajectory]:
