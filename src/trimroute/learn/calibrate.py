@@ -136,7 +136,7 @@ def warped_observation(
         bins = np.minimum((moved * N_BINS).astype(int), N_BINS - 1)
         warp = np.stack([np.bincount(b, minlength=N_BINS) / b.size for b in bins])  # [c_in, c_out]
         probs[s] = obs.probs[s].sum(axis=1, keepdims=True) * (cond[s] @ warp)
-    return ObservationModel(name=name, probs=probs / probs.sum(axis=(1, 2), keepdims=True))
+    return ObservationModel(name=name, probs=probs / probs.sum(axis=(1, 2), keepdims=True), scorer=obs.scorer)
 
 
 _FREE = ("difficulty_sd", "shift_S0", "shift_S1", "shift_S2", "scale_S0", "scale_S1", "scale_S2",

@@ -214,6 +214,7 @@ _PRESETS = {
     "qwen1.5b-7b-processbench": ("qwen2.5-1.5b", "qwen2.5-7b", "math_train"),
     "qwen1.5b-7b-omni": ("qwen2.5-1.5b", "qwen2.5-7b", "omni_math"),
 }
+PRM = "Qwen2.5-Math-PRM-7B"  # the scorer of every calibration file
 FITTED_PRESETS = {"qwen1.5b-7b": "fitted_qwen1.5b-7b.json"}  # written by bench/fit_simulator.py
 
 
@@ -264,7 +265,7 @@ def calibration_components(calibration_dir: str | Path) -> dict[str, dict[str, A
             for (m, c), p in zip(raw["states"][state]["bin_centers"], raw["states"][state]["probs"], strict=True):
                 probs[k, int(m * N_BINS), int(c * N_BINS)] = p
             probs[k] /= probs[k].sum()
-        doc = ObservationModel(obs_name, probs).to_dict()
+        doc = ObservationModel(obs_name, probs, scorer=PRM).to_dict()
         doc["source"] = f"prm_observation_model_{obs_name}.json ({raw['source']}); {raw['description']}"
         docs[f"observation_{obs_name}.json"] = doc
     docs["presets.json"] = {

@@ -72,10 +72,14 @@ class ModelStats:
 
 @dataclass(frozen=True)
 class ObservationModel:
-    """P(o | s): ``probs[s, m, c]`` over 20x20 bins of (min previous score m, current score c)."""
+    """P(o | s): ``probs[s, m, c]`` over 20x20 bins of (min previous score m, current score c).
+
+    ``scorer`` names the step scorer whose scores it describes (e.g. Qwen2.5-Math-PRM-7B); "" if unknown.
+    """
 
     name: str
     probs: np.ndarray = field(repr=False)  # shape (3, N_BINS, N_BINS), each state sums to 1
+    scorer: str = ""
 
     def __post_init__(self) -> None:
         p = np.asarray(self.probs, dtype=float)
@@ -96,6 +100,7 @@ class ObservationModel:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "scorer": self.scorer,
             "bin_size": 1.0 / N_BINS,
             "layout": "probs[state][m_bin][c_bin]; states S0, S1, S2",
             "probs": np.round(self.probs, 12).tolist(),
@@ -233,7 +238,7 @@ def _hazard(length_pmf: tuple[float, ...]) -> np.ndarray:
 
 
 def _observation(d: dict[str, Any]) -> ObservationModel:
-    return ObservationModel(name=d["name"], probs=np.asarray(d["probs"], dtype=float))
+    return ObservationModel(name=d["name"], probs=np.asarray(d["probs"], dtype=float), scorer=d.get("scorer", ""))
 
 
 def _read_preset_file(name: str) -> dict[str, Any]:

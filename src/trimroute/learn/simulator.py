@@ -18,7 +18,9 @@ of the pre-fill the engine sends:
 * ``SimScorer`` scores each step by drawing the current score from P(c | m, s) — the calibrated
   P(o | s) table conditioned on the bin of the running min m of the earlier steps' scores — seeded by
   the step's text, so re-scoring the history returns the same scores and ``min(scores[:-1])`` is the
-  real running min.
+  real running min. With ``oracle=True`` it reads the hidden state instead: 0 for a fixable wrong step
+  (S2), 1 otherwise, so ``thr:0.5`` is the oracle step router that regenerates exactly the first wrong
+  step (and only it) of every solution: the limit of any scorer and policy.
 
 Per-call randomness comes from the request's seed (``call_seed``: a hash of the prompt), so runs are
 reproducible and policies that reach the same prefix see the same draws (common random numbers).
@@ -158,11 +160,12 @@ class SimGenerator:
 
 
 class SimScorer:
-    """A step scorer whose scores follow the preset's calibrated P(o | s) (see the module docstring)."""
+    """A step scorer whose scores follow the preset's calibrated P(o | s), or the oracle's (module docstring)."""
 
-    def __init__(self, params: SimParams) -> None:
+    def __init__(self, params: SimParams, oracle: bool = False) -> None:
         self.params = params
-        self.name = f"sim:{params.name}"
+        self.oracle = oracle
+        self.name = f"sim:{params.name}" + (":oracle" if oracle else "")
         # cdf[state][m_bin] = cumulative P(c_bin | m_bin, state)
         cdf = np.cumsum(params.observation.conditional, axis=2)
         cdf[..., -1] = 1.0
@@ -172,6 +175,8 @@ class SimScorer:
         state = hidden_state(text)
         if state is None:
             raise ConfigError("the simulated scorer only scores simulated steps; use a sim generator too")
+        if self.oracle:
+            return 0.0 if state == "S2" else 1.0
         u_bin, u_in = _uniforms(f"{problem_id}\x00{position}\x00{text}".encode(), 2)
         c = bisect.bisect_left(self._cdf[state][score_bin(running_min)], u_bin)
         return (min(c, N_BINS - 1) + u_in) / N_BINS
@@ -188,10 +193,13 @@ class SimScorer:
         return None
 
 
-def simulated_engine(preset: str | SimParams, seed: int | None = 0, config: EngineConfig | None = None) -> Engine:
+def simulated_engine(
+    preset: str | SimParams, seed: int | None = 0, config: EngineConfig | None = None, oracle: bool = False
+) -> Engine:
     """An ``Engine`` whose weak, strong and scorer are the simulator of ``preset`` (name, path or params).
 
-    ``config`` defaults to the official rules with the preset's max steps; ``seed`` overrides its seed.
+    ``config`` defaults to the official rules with the preset's max steps; ``seed`` overrides its seed;
+    ``oracle`` swaps in the oracle scorer (run it with ``thr:0.5``).
     Stable interface: used by ``trim eval --sim``, the POMDP evaluation and RL training.
     """
     params = preset if isinstance(preset, SimParams) else load_params(preset)
@@ -199,7 +207,7 @@ def simulated_engine(preset: str | SimParams, seed: int | None = 0, config: Engi
     return Engine(
         weak=SimGenerator(params, "weak"),
         strong=SimGenerator(params, "strong"),
-        scorer=SimScorer(params),
+        scorer=SimScorer(params, oracle=oracle),
         config=replace(base, seed=seed),
     )
 
@@ -220,5 +228,5 @@ def build_sim_generator(config: BackendConfig) -> SimGenerator:
 
 
 def build_sim_scorer(config: ScorerConfig) -> SimScorer:
-    """Registry factory: ``{kind: sim, options: {preset: qwen1.5b-7b}}``."""
-    return SimScorer(_preset_option(dict(config.options), "scorer"))
+    """Registry factory: ``{kind: sim, options: {preset: qwen1.5b-7b, oracle: false}}``."""
+    return SimScorer(_preset_option(dict(config.options), "scorer"), oracle=bool(config.options.get("oracle", False)))

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -68,3 +70,15 @@ async def test_pomdp_beats_thresholds_in_the_simulator_at_its_lambda() -> None:
 
     pomdp = await ret(POMDPPolicy(solve(MODEL, lam), "x"))
     assert pomdp > max([await ret(f"thr:{k}") for k in (0.2, 0.5, 0.8)])
+
+
+async def test_a_preset_pomdp_warns_when_the_run_scores_with_another_scorer() -> None:
+    policy = parse_policy("pomdp:preset=qwen1.5b-7b-processbench,lam=1e-2,token_bins=1")
+    assert isinstance(policy, POMDPPolicy)
+    fitted = simulated_engine("qwen1.5b-7b")
+    with pytest.warns(UserWarning, match="fitted for scorer sim:qwen1.5b-7b-processbench / Qwen2.5-Math-PRM-7B"):
+        [t async for t in fitted.run(simulated_problems(2), policy)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        [t async for t in simulated_engine("qwen1.5b-7b-processbench").run(simulated_problems(2), policy)]
+        policy.check_scorer(SimpleNamespace(name="qwen-prm", config=SimpleNamespace(model="Qwen/Qwen2.5-Math-PRM-7B")))
