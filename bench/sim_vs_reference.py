@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from rich.progress import track
 
+from trimroute.eval.metrics import budgeted_accuracy
 from trimroute.eval.plots import plot_curves
 from trimroute.learn.pomdp_model import POMDPModel
 from trimroute.learn.pomdp_solver import solve
@@ -95,16 +96,28 @@ def print_table(title: str, rows: list[dict[str, Any]], key: str) -> None:
               f"{r['measured_discarded_weak_tokens']:.1f} |")  # fmt: skip
 
 
+def add_thr_gap(rows: list[dict[str, Any]], thr: list[dict[str, Any]]) -> None:
+    """Each POMDP point's accuracy minus the Thr envelope's at the same cost, simulated and measured."""
+    for who in ("sim", "measured"):
+        curve = [(r[f"{who}_strong_tokens"], r[f"{who}_accuracy"]) for r in thr]
+        for r in rows:
+            r[f"{who}_minus_thr_envelope"] = r[f"{who}_accuracy"] - budgeted_accuracy(curve, r[f"{who}_strong_tokens"])
+
+
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     gaps = np.array([r["sim_accuracy"] - r["measured_accuracy"] for r in rows])
     tok = [abs(r["sim_strong_tokens"] / r["measured_strong_tokens"] - 1) for r in rows if r["measured_strong_tokens"]]
-    return {
+    out = {
         "points": len(rows),
         "inside_measured_ci": int(sum(r["inside_measured_ci"] for r in rows)),
         "max_abs_accuracy_gap": float(np.abs(gaps).max()),
         "mean_accuracy_gap": float(gaps.mean()),
         "mean_abs_rel_strong_token_gap": float(np.mean(tok)),
     }
+    for who in ("sim", "measured"):
+        if f"{who}_minus_thr_envelope" in rows[0]:
+            out[f"mean_{who}_minus_thr_envelope"] = float(np.mean([r[f"{who}_minus_thr_envelope"] for r in rows]))
+    return out
 
 
 def main() -> None:
@@ -132,6 +145,8 @@ def main() -> None:
             policy = POMDPPolicy(solve(model, lam), f"{name}:lam={lam:g}")
             pomdp[name].append(row(run(preset, policy, n), r, lam=lam, cost_per_token=r["cost_per_token"]))
 
+    for rows in pomdp.values():
+        add_thr_gap(rows, thr)
     oracle_sim = run(preset, parse_policy("thr:0.5"), n, oracle=True)
     oracle = {
         "sim_accuracy": float(oracle_sim["correct"].mean()),
