@@ -28,7 +28,7 @@ from scipy import optimize, special
 from trimroute.errors import DataError
 from trimroute.learn.presets import DIFFICULTY_NODES, N_BINS, ObservationModel, SimParams
 
-__all__ = ["CurvePoint", "fit_to_curve", "thr_curve", "warped_observation"]
+__all__ = ["CurvePoint", "fit_to_curve", "step_token_factor", "thr_curve", "warped_observation"]
 
 _MIN = np.minimum.outer(np.arange(N_BINS), np.arange(N_BINS)).ravel()  # running-min bin after (m, c)
 _SCATTER = np.eye(N_BINS)[_MIN]  # (m·c, m'): one-hot of the new running-min bin
@@ -53,6 +53,21 @@ def _below(k: float) -> np.ndarray:
 
 def _one_role(params: SimParams, role: str, z: np.ndarray, w: np.ndarray) -> CurvePoint:
     """Weak-only (k = 0) or strong-only (k = 1): one model writes every step."""
+    acc, units, steps = _one_role_run(params, role, z, w)
+    if role == "weak":
+        return CurvePoint(0.0, acc, 0.0, 0.0, units * params.weak.mean_tokens)
+    return CurvePoint(1.0, acc, units * params.strong.mean_tokens, steps)
+
+
+def step_token_factor(params: SimParams, role: str) -> float:
+    """Mean tokens of ``role``'s steps when it writes alone, over the mean tokens of a correct step."""
+    z, w = hermegauss(DIFFICULTY_NODES)
+    _, units, steps = _one_role_run(params, role, z, w / w.sum())
+    return units / steps
+
+
+def _one_role_run(params: SimParams, role: str, z: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
+    """(accuracy, tokens in units of a correct step's mean, steps) when ``role`` writes every step."""
     p = params.accuracy_at(z, role)
     h = params.hazard if role == "weak" else params.strong_hazard
     recovery = params.recovery if role == "strong" else 0.0
@@ -64,9 +79,7 @@ def _one_role(params: SimParams, role: str, z: np.ndarray, w: np.ndarray) -> Cur
         tokens += float(w @ (new_ok + params.wrong_token_factor * new_wrong))
         acc += float(w @ new_ok) * h[t]
         ok, wrong = new_ok * (1 - h[t]), new_wrong * (1 - h[t])
-    if role == "weak":
-        return CurvePoint(0.0, acc, 0.0, 0.0, tokens * params.weak.mean_tokens)
-    return CurvePoint(1.0, acc, tokens * params.strong.mean_tokens, calls)
+    return acc, tokens, calls
 
 
 def _mixed(params: SimParams, k: float, z: np.ndarray, w: np.ndarray) -> CurvePoint:
