@@ -3,12 +3,17 @@
 Every policy routes the same simulated test problems (set 0, apart from the training and validation
 sets of ``trim train``) through the one engine with the calibrated simulator of ``--preset``. For each λ
 of the learned policies it reports the expected return (accuracy − λ·mean strong tokens) with 95 % CIs,
-the best threshold policy at that λ (chosen on the test set itself, which favours the baseline), and
-the paired difference to it per problem (common random numbers: the simulator's draws are keyed by the
-prefix, so policies that agree share their draws).
+the best threshold policy at that λ (every k of a 0.05 grid, weak-only and strong-only included, chosen
+on the test set itself, which favours the baseline), and the paired difference to it per problem (common
+random numbers: the simulator's draws are keyed by the prefix, so policies that agree share their draws).
+Each curve also gets CPT(50/80/95 %) as a share of strong-only tokens, ΔIBC and its reach (DESIGN.md §6).
+
+TRIM-POMDP is solved on the model of every preset in ``--pomdp-models`` and always run in ``--preset``'s
+simulator: a model other than ``--preset`` is misspecified (e.g. ``qwen1.5b-7b-processbench``, the
+official release's model, in the fitted simulator). ``oracle`` is the oracle step router.
 
     python bench/rl_curves.py --agg runs/agg/curve.json --seq runs/seq/curve.json \\
-        --pomdp 5e-3 2e-3 1e-3 --out docs/rl_results.json --plot docs/img/rl_sim_curves
+        --pomdp 5e-3 2e-3 1e-3 5e-4 --out docs/rl_results.json --plot docs/img/rl_sim_curves
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
+from trimroute.eval.metrics import cpt, delta_ibc, pgr
 from trimroute.eval.plots import plot_curves
 from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
 from trimroute.policies import parse_policy
 
-THRESHOLDS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]
+THRESHOLDS = ["weak", *(f"thr:{0.05 * i:.2f}" for i in range(1, 20)), "strong"]
+ORACLE = "oracle"  # thr:0.5 on the oracle scorer: regenerates exactly the first wrong step
 
 
 def outcomes(preset: str, spec: str, n: int, cache: Path | None) -> np.ndarray:
@@ -40,8 +47,9 @@ def outcomes(preset: str, spec: str, n: int, cache: Path | None) -> np.ndarray:
             return np.load(file)
 
     async def go() -> list:
-        engine = simulated_engine(preset, seed=0)
-        return [t async for t in engine.run(simulated_problems(n, seed=0), parse_policy(spec))]
+        engine = simulated_engine(preset, seed=0, oracle=spec == ORACLE)
+        policy = parse_policy("thr:0.5" if spec == ORACLE else spec)
+        return [t async for t in engine.run(simulated_problems(n, seed=0), policy)]
 
     trajectories = sorted(asyncio.run(go()), key=lambda t: int(t.problem.id.rsplit("-", 1)[1]))
     result = np.array([[is_sim_correct(t) for t in trajectories], [t.strong_tokens for t in trajectories]], float)
@@ -54,6 +62,16 @@ def outcomes(preset: str, spec: str, n: int, cache: Path | None) -> np.ndarray:
 def mean_ci(x: np.ndarray) -> list[float]:
     half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
     return [float(x.mean()), float(x.mean() - half), float(x.mean() + half)]
+
+
+def curve_metrics(points: list[tuple[float, float]], r_weak: float, r_strong: float, c_strong: float) -> dict:
+    """CPT(50/80/95 %) as a share of strong-only tokens, ΔIBC and reach (highest PGR of the curve's points)."""
+    shares = {f"cpt{round(100 * x)}_share": cpt(points, r_weak, r_strong, x) for x in (0.5, 0.8, 0.95)}
+    return {
+        **{k: None if v is None else v / c_strong for k, v in shares.items()},
+        "delta_ibc": delta_ibc(points, r_weak, r_strong, c_strong),
+        "reach": max(pgr(a, r_weak, r_strong) or 0.0 for _, a in points),
+    }
 
 
 def learned_points(curve_file: str | None) -> list[tuple[float, str]]:
@@ -69,17 +87,22 @@ def main() -> None:
     ap.add_argument("--agg", help="curve.json of a `trim train agg` sweep")
     ap.add_argument("--seq", help="curve.json of a `trim train seq` sweep")
     ap.add_argument("--pomdp", nargs="*", type=float, default=[], help="λ values to solve TRIM-POMDP at")
+    ap.add_argument("--pomdp-models", nargs="*", default=None,
+                    help="presets whose model TRIM-POMDP is solved on (default: --preset only)")  # fmt: skip
     ap.add_argument("--cache", type=Path, help="folder keeping each policy's outcomes between runs")
     ap.add_argument("--out", default="docs/rl_results.json")
     ap.add_argument("--plot", default="docs/img/rl_sim_curves")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
+    pomdp_names = {m: "TRIM-POMDP" if m == args.preset else f"TRIM-POMDP (model {m})"
+                   for m in args.pomdp_models or [args.preset]}  # fmt: skip
     runs: dict[str, list[tuple[float | None, str]]] = {
-        "TRIM-Thr": [(None, f"thr:{k:g}") for k in THRESHOLDS],
+        "TRIM-Thr": [(None, spec) for spec in THRESHOLDS],
         "TRIM-Agg": learned_points(args.agg),
         "TRIM-Seq": learned_points(args.seq),
-        "TRIM-POMDP": [(lam, f"pomdp:preset={args.preset},lam={lam:g}") for lam in args.pomdp],
+        **{name: [(lam, f"pomdp:preset={m},lam={lam:g}") for lam in args.pomdp] for m, name in pomdp_names.items()},
+        "oracle step router": [(None, ORACLE)],
     }
     results: dict[str, np.ndarray] = {}
     with Progress() as progress:
@@ -94,13 +117,14 @@ def main() -> None:
         for name, pts in runs.items()
         if pts
     }
-    weak, strong = results["thr:0"], results["thr:1"]
+    weak, strong = results["weak"], results["strong"]
+    r_weak, r_strong, c_strong = float(weak[0].mean()), float(strong[0].mean()), float(strong[1].mean())
     plot_curves(
         curves,
         args.plot,
-        r_weak=weak[0].mean(),
-        r_strong=strong[0].mean(),
-        c_strong=strong[1].mean(),
+        r_weak=r_weak,
+        r_strong=r_strong,
+        c_strong=c_strong,
         title=f"Simulator {args.preset}: {args.problems} test problems",
     )
 
@@ -110,7 +134,7 @@ def main() -> None:
         ret = {s: r[0] - lam * r[1] for s, r in results.items()}
         best_thr = max((s for _, s in runs["TRIM-Thr"]), key=lambda s: ret[s].mean())
         row: dict = {"lam": lam, "best_thr": {"policy": best_thr, "return": mean_ci(ret[best_thr])}}
-        for name in ("TRIM-Agg", "TRIM-Seq", "TRIM-POMDP"):
+        for name in ("TRIM-Agg", "TRIM-Seq", *pomdp_names.values()):
             spec = next((s for lam_, s in runs[name] if lam_ == lam), None)
             if spec is None:
                 continue
@@ -144,9 +168,12 @@ def main() -> None:
             ]
             for name, pts in runs.items()
         },
+        "metrics": {name: curve_metrics(pts, r_weak, r_strong, c_strong) for name, pts in curves.items()},
         "returns": table,
     }
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    for name, m in report["metrics"].items():
+        print(name, json.dumps(m))
     for row in table:
         print(json.dumps(row))
 

@@ -131,6 +131,9 @@ class Engine:
         on_step: StepCallback | None = None,
     ) -> AsyncIterator[Trajectory]:
         """Solve ``problems`` with at most ``config.concurrency`` in flight; yield each when it finishes."""
+        check = getattr(policy, "check_scorer", None)  # e.g. a POMDP fitted for another scorer warns
+        if check is not None and self.scorer is not None:
+            check(self.scorer)
         queue: asyncio.Queue[Trajectory | BaseException] = asyncio.Queue()
         slots = asyncio.Semaphore(self.config.concurrency)
 

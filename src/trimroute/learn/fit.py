@@ -206,17 +206,16 @@ def fit_params(
 
 # --- the shipped presets, from ../shared/calibration -------------------------------------------------
 
-_MODEL_KEYS = {
-    "qwen2.5-1.5b": "qwen2.5-1.5b-instruct",
-    "qwen2.5-7b": "qwen2.5-7b-instruct",
-    "qwen3-8b": "qwen3-8b-nothink",
-}
-_PRESETS = {  # name: (weak, strong, observation model)
-    "qwen1.5b-7b": ("qwen2.5-1.5b", "qwen2.5-7b", "math_train"),
+# Qwen3-8B is left out: its tokens per step were never measured (docs/simulator.md).
+_MODEL_KEYS = {"qwen2.5-1.5b": "qwen2.5-1.5b-instruct", "qwen2.5-7b": "qwen2.5-7b-instruct"}
+# name: (weak, strong, observation model); the official POMDP's own model: ProcessBench tables, MATH-train
+# accuracies, the weak model's hazard for both roles
+_PRESETS = {
+    "qwen1.5b-7b-processbench": ("qwen2.5-1.5b", "qwen2.5-7b", "math_train"),
     "qwen1.5b-7b-omni": ("qwen2.5-1.5b", "qwen2.5-7b", "omni_math"),
-    "qwen1.5b-qwen3-8b": ("qwen2.5-1.5b", "qwen3-8b", "math_train"),
-    "qwen7b-qwen3-8b": ("qwen2.5-7b", "qwen3-8b", "math_train"),
 }
+PRM = "Qwen2.5-Math-PRM-7B"  # the scorer of every calibration file
+FITTED_PRESETS = {"qwen1.5b-7b": "fitted_qwen1.5b-7b.json"}  # written by bench/fit_simulator.py
 
 
 def _calibration_tokens(reference: Mapping[str, Any], mean_steps: Mapping[str, float]) -> dict[str, tuple[float, str]]:
@@ -229,7 +228,6 @@ def _calibration_tokens(reference: Mapping[str, Any], mean_steps: Mapping[str, f
     return {
         "qwen2.5-1.5b": (weak, f"{src}: weak-only draft tokens per problem / mean steps (Kaplan-Meier, MATH-train)"),
         "qwen2.5-7b": (per_call_7b, f"{src}: strong-only target tokens / target calls per problem"),
-        "qwen3-8b": (per_call_7b, "not measured; assumed equal to Qwen2.5-7B-Instruct's tokens per step"),
     }
 
 
@@ -267,11 +265,14 @@ def calibration_components(calibration_dir: str | Path) -> dict[str, dict[str, A
             for (m, c), p in zip(raw["states"][state]["bin_centers"], raw["states"][state]["probs"], strict=True):
                 probs[k, int(m * N_BINS), int(c * N_BINS)] = p
             probs[k] /= probs[k].sum()
-        doc = ObservationModel(obs_name, probs).to_dict()
+        doc = ObservationModel(obs_name, probs, scorer=PRM).to_dict()
         doc["source"] = f"prm_observation_model_{obs_name}.json ({raw['source']}); {raw['description']}"
         docs[f"observation_{obs_name}.json"] = doc
     docs["presets.json"] = {
-        "presets": {n: {"weak": w, "strong": s, "observation": o} for n, (w, s, o) in _PRESETS.items()},
+        "presets": {
+            **{n: {"weak": w, "strong": s, "observation": o} for n, (w, s, o) in _PRESETS.items()},
+            **{n: {"file": f} for n, f in FITTED_PRESETS.items()},
+        },
         "token_corr": DEFAULT_TOKEN_CORR,
         "token_corr_source": "assumed (no paired per-step token counts in the calibration data)",
     }

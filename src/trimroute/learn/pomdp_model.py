@@ -24,6 +24,7 @@ from functools import cached_property
 import numpy as np
 
 from trimroute.errors import ArtifactError, ConfigError
+from trimroute.learn.calibrate import step_token_factor
 from trimroute.learn.presets import N_BINS, SimParams, score_bin
 
 __all__ = ["POMDPModel", "observation_index"]
@@ -97,7 +98,12 @@ class POMDPModel:
 
     @classmethod
     def from_params(cls, params: SimParams, token_bins: int = 4, reward: float = 1.0, seed: int = 0) -> POMDPModel:
-        """The POMDP of a simulator preset; weak-token bins are quantiles of the weak token distribution."""
+        """The POMDP of a simulator preset; weak-token bins are quantiles of the weak token distribution.
+
+        The paper's model has no per-problem difficulty, recovery or longer wrong steps: a preset with them
+        gives its effective (difficulty-averaged) next-step accuracies, and token counts scaled to each
+        model's mean tokens per step when it writes alone (what strong-only and weak-only runs measure).
+        """
         if token_bins < 1:
             raise ConfigError(f"token_bins must be >= 1, got {token_bins}")
         obs = params.observation.probs.reshape(3, -1).T + OBS_FLOOR
@@ -108,11 +114,12 @@ class POMDPModel:
         a = math.sqrt(abs(rho))
         weak = np.exp(w.token_log_mean + w.token_log_sd * (a * z + math.sqrt(1 - abs(rho)) * e_w))
         strong = np.exp(s.token_log_mean + s.token_log_sd * (math.copysign(a, rho) * z + math.sqrt(1 - abs(rho)) * e_s))
+        weak, strong = weak * step_token_factor(params, "weak"), strong * step_token_factor(params, "strong")
         edges = np.quantile(weak, np.arange(1, token_bins) / token_bins)
         k = np.searchsorted(edges, weak, side="right")
         return cls(
-            p_w=params.weak.next_step_accuracy,
-            p_s=params.strong.next_step_accuracy,
+            p_w=params.effective_accuracy("weak"),
+            p_s=params.effective_accuracy("strong"),
             obs=obs / obs.sum(axis=0),
             hazard=params.hazard,
             token_edges=edges,

@@ -6,16 +6,21 @@ is written into each simulated step's text, e.g. ``[sim weak S0 qhtkzwab]``, so 
 of the pre-fill the engine sends:
 
 * ``SimGenerator`` (one per role) reads the last accepted step's state from the pre-fill; from S0 the
-  new step is correct with the role's next-step accuracy (→ S0, else S2); after an error every step is
-  S1. Whether the step at position t ends the solution is drawn per (problem, t) with the preset's
-  termination hazard, so the weak proposal and its strong rewrite agree (the POMDP's hazard); the
-  final step says ``\\boxed{correct}`` in S0, else ``\\boxed{wrong}`` (simulated problems have
-  answer "correct", so ordinary grading works). Step tokens are log-normal, correlated between the
-  roles at one position through a per-(problem, t) latent.
+  new step is correct with the role's next-step accuracy on this problem (→ S0, else S2); after an error
+  every step is S1, except that a strong step recovers (→ S0) with the preset's ``recovery``. Each
+  problem has a latent difficulty z (a hash of its text) shared by both roles: accuracy
+  sigmoid(logit(p) - difficulty_sd·z). Whether the step at position t ends the solution is drawn per
+  (problem, t) with the writer's termination hazard, one uniform for both roles, so a weak proposal and
+  its strong rewrite mostly agree; the final step says ``\\boxed{correct}`` in S0, else
+  ``\\boxed{wrong}`` (simulated problems have answer "correct", so ordinary grading works). Step tokens
+  are log-normal, correlated between the roles at one position through a per-(problem, t) latent, and
+  ``wrong_token_factor`` times longer for a wrong step.
 * ``SimScorer`` scores each step by drawing the current score from P(c | m, s) — the calibrated
   P(o | s) table conditioned on the bin of the running min m of the earlier steps' scores — seeded by
   the step's text, so re-scoring the history returns the same scores and ``min(scores[:-1])`` is the
-  real running min.
+  real running min. With ``oracle=True`` it reads the hidden state instead: 0 for a fixable wrong step
+  (S2), 1 otherwise, so ``thr:0.5`` is the oracle step router that regenerates exactly the first wrong
+  step (and only it) of every solution: the limit of any scorer and policy.
 
 Per-call randomness comes from the request's seed (``call_seed``: a hash of the prompt), so runs are
 reproducible and policies that reach the same prefix see the same draws (common random numbers).
@@ -36,7 +41,7 @@ import numpy as np
 
 from trimroute.engine import Engine, EngineConfig
 from trimroute.errors import ConfigError
-from trimroute.learn.presets import N_BINS, SimParams, load_params, score_bin
+from trimroute.learn.presets import N_BINS, STATES, SimParams, load_params, score_bin
 from trimroute.prompts import SEPARATOR
 from trimroute.types import FinishReason, Generation, Problem, Scores, Step, StepRequest, Trajectory
 
@@ -97,12 +102,23 @@ class SimGenerator:
         stats = params.weak if role == "weak" else params.strong
         self.model = f"sim:{params.name}:{stats.name}"
         self._p = stats.next_step_accuracy
+        self._logit = math.log(self._p / (1 - self._p)) if self._p < 1 else math.inf
         self._mu, self._sd = stats.token_log_mean, stats.token_log_sd
+        self._wrong_shift = math.log(params.wrong_token_factor)
+        self._recovery = params.recovery if role == "strong" else 0.0
         rho = params.token_corr
         # both roles load sqrt(|rho|) on the shared latent, so corr(log weak, log strong) = rho
         self._shared = math.copysign(math.sqrt(abs(rho)), rho) if role == "strong" else math.sqrt(abs(rho))
         self._own = math.sqrt(1.0 - abs(rho))
-        self._hazard = [float(h) for h in params.hazard]
+        self._hazard = [float(h) for h in (params.hazard if role == "weak" else params.strong_hazard)]
+
+    def _accuracy(self, problem: str) -> float:
+        """Next-step accuracy on this problem (its latent difficulty is a hash of the text)."""
+        sd = self.params.difficulty_sd
+        if sd == 0 or self._p >= 1:
+            return self._p
+        z = _NORMAL.inv_cdf(_uniforms(f"{problem}\x00difficulty".encode(), 1)[0])
+        return 1.0 / (1.0 + math.exp(sd * z - self._logit))
 
     async def generate_step(self, request: StepRequest) -> Generation:
         prefill = request.prefill
@@ -116,9 +132,13 @@ class SimGenerator:
         u_ok, u_tok, u_nonce = _uniforms(f"{seed}\x00{problem}".encode(), 3)
         u_final, u_latent = _uniforms(f"{problem}\x00{position}".encode(), 2)
 
-        state = ("S0" if u_ok < self._p else "S2") if before == "S0" else "S1"
+        if before == "S0":
+            state = "S0" if u_ok < self._accuracy(problem) else "S2"
+        else:  # the recovery draw reuses u_ok: from a wrong prefix nothing else depends on it
+            state = "S0" if u_ok < self._recovery else "S1"
         z = self._shared * _NORMAL.inv_cdf(u_latent) + self._own * _NORMAL.inv_cdf(u_tok)
-        tokens = max(1, round(math.exp(self._mu + self._sd * z)))
+        shift = 0.0 if state == "S0" else self._wrong_shift
+        tokens = max(1, round(math.exp(self._mu + shift + self._sd * z)))
         final = u_final < self._hazard[min(position, len(self._hazard)) - 1]
         nonce = "".join(_LETTERS[int(u_nonce * 26**k) % 26] for k in range(1, 9))
         text = f"{_TAG}{self.role} {state} {nonce}]"
@@ -140,28 +160,23 @@ class SimGenerator:
 
 
 class SimScorer:
-    """A step scorer whose scores follow the preset's calibrated P(o | s) (see the module docstring)."""
+    """A step scorer whose scores follow the preset's calibrated P(o | s), or the oracle's (module docstring)."""
 
-    def __init__(self, params: SimParams) -> None:
+    def __init__(self, params: SimParams, oracle: bool = False) -> None:
         self.params = params
-        self.name = f"sim:{params.name}"
-        probs = params.observation.probs
-        # cdf[state][m_bin] = cumulative P(c_bin | m_bin, state); rows without mass use the state's marginal
-        self._cdf: dict[str, list[list[float]]] = {}
-        for k, state in enumerate(("S0", "S1", "S2")):
-            rows = []
-            marginal = probs[k].sum(axis=0)
-            for m in range(N_BINS):
-                row = probs[k, m] if probs[k, m].sum() > 1e-12 else marginal
-                cdf = np.cumsum(row / row.sum())
-                cdf[-1] = 1.0
-                rows.append(cdf.tolist())
-            self._cdf[state] = rows
+        self.oracle = oracle
+        self.name = f"sim:{params.name}" + (":oracle" if oracle else "")
+        # cdf[state][m_bin] = cumulative P(c_bin | m_bin, state)
+        cdf = np.cumsum(params.observation.conditional, axis=2)
+        cdf[..., -1] = 1.0
+        self._cdf = {state: cdf[k].tolist() for k, state in enumerate(STATES)}
 
     def _score(self, problem_id: str, position: int, text: str, running_min: float) -> float:
         state = hidden_state(text)
         if state is None:
             raise ConfigError("the simulated scorer only scores simulated steps; use a sim generator too")
+        if self.oracle:
+            return 0.0 if state == "S2" else 1.0
         u_bin, u_in = _uniforms(f"{problem_id}\x00{position}\x00{text}".encode(), 2)
         c = bisect.bisect_left(self._cdf[state][score_bin(running_min)], u_bin)
         return (min(c, N_BINS - 1) + u_in) / N_BINS
@@ -178,10 +193,13 @@ class SimScorer:
         return None
 
 
-def simulated_engine(preset: str | SimParams, seed: int | None = 0, config: EngineConfig | None = None) -> Engine:
+def simulated_engine(
+    preset: str | SimParams, seed: int | None = 0, config: EngineConfig | None = None, oracle: bool = False
+) -> Engine:
     """An ``Engine`` whose weak, strong and scorer are the simulator of ``preset`` (name, path or params).
 
-    ``config`` defaults to the official rules with the preset's max steps; ``seed`` overrides its seed.
+    ``config`` defaults to the official rules with the preset's max steps; ``seed`` overrides its seed;
+    ``oracle`` swaps in the oracle scorer (run it with ``thr:0.5``).
     Stable interface: used by ``trim eval --sim``, the POMDP evaluation and RL training.
     """
     params = preset if isinstance(preset, SimParams) else load_params(preset)
@@ -189,7 +207,7 @@ def simulated_engine(preset: str | SimParams, seed: int | None = 0, config: Engi
     return Engine(
         weak=SimGenerator(params, "weak"),
         strong=SimGenerator(params, "strong"),
-        scorer=SimScorer(params),
+        scorer=SimScorer(params, oracle=oracle),
         config=replace(base, seed=seed),
     )
 
@@ -210,5 +228,5 @@ def build_sim_generator(config: BackendConfig) -> SimGenerator:
 
 
 def build_sim_scorer(config: ScorerConfig) -> SimScorer:
-    """Registry factory: ``{kind: sim, options: {preset: qwen1.5b-7b}}``."""
-    return SimScorer(_preset_option(dict(config.options), "scorer"))
+    """Registry factory: ``{kind: sim, options: {preset: qwen1.5b-7b, oracle: false}}``."""
+    return SimScorer(_preset_option(dict(config.options), "scorer"), oracle=bool(config.options.get("oracle", False)))

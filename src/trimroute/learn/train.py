@@ -64,7 +64,8 @@ class PPOConfig:
     gae_lambda: float = 0.95
     n_steps: int = 256  # rollout length per environment slot
     batch_size: int = 256
-    n_epochs: int = 10
+    n_epochs: int = 10  # SB3's default, not the paper's
+    normalize_advantage: bool = False  # the paper's Table 3 uses raw advantages (SB3's default is True)
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,16 @@ measured, see docs/simulator.md.) Per earlier position i:
   step's state (STRONG matrix) is observed with o_i, then the weak model's next step.
 
 Specs: ``pomdp:PATH`` (a folder from ``trim pomdp solve``) or ``pomdp:preset=NAME,lam=L`` (solved on the spot).
+A preset's observation model describes one scorer (its simulator, or the PRM it was fitted for): the engine
+calls ``check_scorer`` before a run, which warns when the run scores with another one.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,10 +56,23 @@ class POMDPPolicy:
     source: str
     fixed_action: Action | None = None
     needs_scores: bool = True
+    scorers: tuple[str, ...] = ()  # scorers the observation model describes; () = not known, no check
 
     @property
     def name(self) -> str:
         return f"pomdp:{self.source}"
+
+    def check_scorer(self, scorer: Any) -> None:
+        """Warn when ``scorer`` is none of the scorers this policy's observation model was fitted for."""
+        parts = [p.lower() for p in _describe(scorer)]
+        wanted = [s.lower() for s in self.scorers]
+        if wanted and not any(p == s or p.endswith("/" + s) for p in parts for s in wanted):
+            warnings.warn(
+                f"{self.name}: the observation model was fitted for scorer {' / '.join(self.scorers)}, but this run "
+                f"scores with {' '.join(_describe(scorer))!r}; its beliefs assume another score distribution "
+                "(fit one for your scorer: trim fit, then pomdp:preset=FILE.json)",
+                stacklevel=2,
+            )
 
     def decide(self, obs: Observation) -> Action:
         model = self.solution.model
@@ -64,6 +81,13 @@ class POMDPPolicy:
         return self.solution.decide(
             posterior / posterior.sum(), obs.step_index + 1, obs.is_final, model.token_bin(obs.tokens)
         )
+
+
+def _describe(scorer: Any) -> list[str]:
+    """A scorer's name and model, through wrappers (a cache keeps the wrapped scorer in ``inner``)."""
+    parts = [str(getattr(scorer, "name", "")), str(getattr(getattr(scorer, "config", None), "model", "") or "")]
+    inner = getattr(scorer, "inner", None)
+    return [p for p in parts if p] + (_describe(inner) if inner is not None else [])
 
 
 def _keyed(arg: str) -> dict[str, str]:
@@ -92,5 +116,7 @@ def pomdp_policy(arg: str | None) -> POMDPPolicy:
         lam, bins = float(opts["lam"]), int(opts.get("token_bins", 4))
     except ValueError:
         raise ConfigError(f"pomdp spec: lam must be a number and token_bins an integer, got {arg!r}") from None
-    model = POMDPModel.from_params(load_params(opts["preset"]), token_bins=bins)
-    return POMDPPolicy(solve(model, lam), arg)
+    params = load_params(opts["preset"])
+    model = POMDPModel.from_params(params, token_bins=bins)
+    scorers = (f"sim:{params.name}", *([params.observation.scorer] if params.observation.scorer else []))
+    return POMDPPolicy(solve(model, lam), arg, scorers=scorers)

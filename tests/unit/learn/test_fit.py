@@ -74,7 +74,7 @@ def test_labels_need_scores_and_first_wrong() -> None:
 
 
 async def test_fit_params_recovers_a_simulated_model_pair(tmp_path: Path) -> None:
-    truth = load_params("qwen1.5b-7b")
+    truth = load_params("qwen1.5b-7b-processbench")  # the plain model fit_params estimates
     problems = simulated_problems(1500, seed=7)
     for spec in ("weak", "strong"):
         engine = simulated_engine(truth, seed=3)

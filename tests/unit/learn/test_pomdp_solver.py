@@ -77,11 +77,11 @@ def test_solver_matches_exact_search_with_hazard_and_token_bins(lam: float) -> N
 
 
 def test_preset_solve_is_fast_and_the_value_is_a_return(tmp_path: Path) -> None:
-    model = POMDPModel.from_params(load_params("qwen1.5b-7b"))
+    model = POMDPModel.from_params(load_params("qwen1.5b-7b-processbench"))
     cheap, dear = solve(model, 1e-4), solve(model, 1e-2)
     # free-ish regeneration is worth more than weak-only accuracy; very dear cost gives weak-only value
     assert cheap.value(model.initial_belief) > 0.8
-    weak_only = float(np.dot(load_params("qwen1.5b-7b").length_pmf, model.p_w ** np.arange(1, 31)))
+    weak_only = float(np.dot(load_params("qwen1.5b-7b-processbench").length_pmf, model.p_w ** np.arange(1, 31)))
     assert dear.value(model.initial_belief) == pytest.approx(weak_only, abs=0.02)
     loaded = load_solution(cheap.save(tmp_path / "pol", {"preset": "qwen1.5b-7b"}))
     assert loaded.value(model.initial_belief) == pytest.approx(cheap.value(model.initial_belief))

@@ -21,8 +21,8 @@ def test_shipped_presets_are_the_fit_of_the_calibration_files() -> None:
 
 
 def test_presets_load_with_cited_sources_and_calibrated_numbers() -> None:
-    assert "qwen1.5b-7b" in preset_names()
-    p = load_params("qwen1.5b-7b")
+    assert {"qwen1.5b-7b", "qwen1.5b-7b-processbench", "qwen1.5b-7b-omni"} == set(preset_names())
+    p = load_params("qwen1.5b-7b-processbench")
     assert p.weak.next_step_accuracy == pytest.approx(0.8660, abs=1e-4)
     assert p.strong.next_step_accuracy == pytest.approx(0.9704, abs=1e-4)
     assert p.strong.mean_tokens == pytest.approx(494.84 / 8.018, rel=1e-6)
@@ -31,10 +31,12 @@ def test_presets_load_with_cited_sources_and_calibrated_numbers() -> None:
 
 
 def test_params_round_trip_through_a_json_file(tmp_path: Path) -> None:
-    p = load_params("qwen7b-qwen3-8b")
+    p = load_params("qwen1.5b-7b")
     p.save(tmp_path / "mine.json")
     q = load_params(tmp_path / "mine.json")
     assert q.weak == p.weak and q.length_pmf == pytest.approx(p.length_pmf)
+    assert q.strong_length_pmf == pytest.approx(p.strong_length_pmf)
+    assert (q.difficulty_sd, q.wrong_token_factor, q.recovery) == (p.difficulty_sd, p.wrong_token_factor, p.recovery)
     assert np.allclose(q.observation.probs, p.observation.probs)
 
 

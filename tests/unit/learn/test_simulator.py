@@ -19,7 +19,7 @@ from trimroute.policies import parse_policy
 from trimroute.scorers import build_scorer
 from trimroute.types import Action, Trajectory
 
-PARAMS = load_params("qwen1.5b-7b")
+PARAMS = load_params("qwen1.5b-7b-processbench")  # every problem alike: closed forms below
 
 
 async def _run(spec: str, n: int, seed: int = 0) -> list[Trajectory]:
@@ -99,3 +99,13 @@ async def test_engine_token_cap_cuts_a_simulated_step() -> None:
     t = [t async for t in engine.run(simulated_problems(20), parse_policy("weak"))]
     assert all(x.steps[-1].generated_tokens <= 5 for x in t)
     assert any(x.stop_reason.value == "length" for x in t)
+
+
+async def test_oracle_router_regenerates_exactly_the_fixable_wrong_proposals() -> None:
+    engine = simulated_engine("qwen1.5b-7b", oracle=True)
+    runs = [t async for t in engine.run(simulated_problems(300), parse_policy("thr:0.5"))]
+    assert all(hidden_state(d.text) == "S2" for t in runs for d in t.discarded)
+    kept = [hidden_state(s.text) for t in runs for s in t.steps if s.action is Action.CONTINUE]
+    assert "S2" not in kept and sum(len(t.discarded) for t in runs) > 0
+    plain = [t async for t in simulated_engine("qwen1.5b-7b").run(simulated_problems(300), parse_policy("thr:0.5"))]
+    assert np.mean([is_sim_correct(t) for t in runs]) > np.mean([is_sim_correct(t) for t in plain])

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from trimroute.errors import ConfigError
+from trimroute.learn.calibrate import thr_curve
 from trimroute.learn.pomdp_model import POMDPModel, observation_index
 from trimroute.learn.pomdp_solver import solve
 from trimroute.learn.presets import load_params
@@ -56,15 +59,28 @@ def test_specs_and_errors() -> None:
         POMDPPolicy(solve(MODEL, 1e-3), "x").decide(_obs((float("nan"),), ()))
 
 
-async def test_pomdp_beats_thresholds_in_the_simulator_at_its_lambda() -> None:
+async def test_pomdp_beats_the_best_threshold_of_a_fine_grid_in_the_simulator() -> None:
+    """Every k on a 0.01 grid, each at its exact expected return (learn.calibrate), against the POMDP's
+    simulated return less 3 standard errors. In the fitted simulator; see docs/simulator.md for why the
+    measured curves show a smaller gain than this."""
     lam = 1e-3
+    grid = thr_curve(load_params("qwen1.5b-7b"), [i / 100 for i in range(101)])
+    best_thr = max(p.accuracy - lam * p.strong_tokens for p in grid)
     engine = simulated_engine("qwen1.5b-7b", seed=0)
-    problems = simulated_problems(600, seed=11)
+    policy = POMDPPolicy(solve(MODEL, lam), "x")
+    ret = np.array(
+        [is_sim_correct(t) - lam * t.strong_tokens async for t in engine.run(simulated_problems(800, seed=11), policy)]
+    )
+    assert ret.mean() - 3 * ret.std() / np.sqrt(len(ret)) > best_thr
 
-    async def ret(spec_or_policy: str | POMDPPolicy) -> float:
-        policy = parse_policy(spec_or_policy) if isinstance(spec_or_policy, str) else spec_or_policy
-        out = [is_sim_correct(t) - lam * t.strong_tokens async for t in engine.run(problems, policy)]
-        return float(np.mean(out))
 
-    pomdp = await ret(POMDPPolicy(solve(MODEL, lam), "x"))
-    assert pomdp > max([await ret(f"thr:{k}") for k in (0.2, 0.5, 0.8)])
+async def test_a_preset_pomdp_warns_when_the_run_scores_with_another_scorer() -> None:
+    policy = parse_policy("pomdp:preset=qwen1.5b-7b-processbench,lam=1e-2,token_bins=1")
+    assert isinstance(policy, POMDPPolicy)
+    fitted = simulated_engine("qwen1.5b-7b")
+    with pytest.warns(UserWarning, match="fitted for scorer sim:qwen1.5b-7b-processbench / Qwen2.5-Math-PRM-7B"):
+        [t async for t in fitted.run(simulated_problems(2), policy)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        [t async for t in simulated_engine("qwen1.5b-7b-processbench").run(simulated_problems(2), policy)]
+        policy.check_scorer(SimpleNamespace(name="qwen-prm", config=SimpleNamespace(model="Qwen/Qwen2.5-Math-PRM-7B")))
