@@ -42,7 +42,7 @@ class BackendConfig:
     base_url: str | None = None
     api: str = "completions"  # completions (template rendered locally) | chat (assistant pre-fill)
     api_key_env: str | None = "OPENAI_API_KEY"
-    chat_template: str = "chatml"  # builtin name, or a path to a Jinja chat template
+    chat_template: str = "auto"  # auto (the model's own), chatml (builtin fallback), a Jinja file or model folder
     temperature: float = 0.7
     top_p: float = 0.8
     top_k: int = 20

@@ -108,7 +108,8 @@ class Endpoint:
         )
 
     def url(self, path: str) -> str:
-        return self.base_url + path
+        """``base_url + path``; an absolute URL (another path on the same server) is taken as it is."""
+        return path if path.startswith(("http://", "https://")) else self.base_url + path
 
     async def post(self, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """POST ``payload`` as JSON and return the JSON answer, retrying transient failures."""
@@ -160,7 +161,7 @@ class Endpoint:
     async def _once(self, method: str, path: str, payload: Mapping[str, Any] | None) -> dict[str, Any]:
         url = self.url(path)
         try:
-            response = await self._client.request(method, path, json=payload)
+            response = await self._client.request(method, url, json=payload)
         except httpx.TimeoutException:
             raise BackendTimeoutError(
                 f"{url} did not answer within {self.timeout_s:g}s (is the server overloaded? raise timeout_s)"

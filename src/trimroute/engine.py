@@ -46,12 +46,12 @@ class EngineConfig:
     max_step_tokens: int = 2048
     max_solution_tokens: int = 4096  # per-problem cap on the accepted solution's tokens
     budget: int | None = None  # hard cap on strong tokens per problem
-    degenerate_retries: int = 3
+    degenerate_retries: int = 1  # the official code retries a degenerate step once
     seed: int | None = 0  # None = unseeded sampling
     concurrency: int = 8  # problems in flight
     backend_concurrency: Mapping[str, int] = field(default_factory=lambda: {"weak": 8, "strong": 8, "scorer": 8})
     weak_logprobs: bool = False  # ask the weak model for token logprobs (confidence scorers use them)
-    instruction: str = prompts.INSTRUCTION
+    prompt: str = prompts.DEFAULT  # a name in prompts.FORMATS
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "max_step_tokens", "max_solution_tokens", "concurrency"):
@@ -59,6 +59,7 @@ class EngineConfig:
                 raise ConfigError(f"engine.{name} must be >= 1, got {getattr(self, name)}")
         if self.budget is not None and self.budget < 0:
             raise ConfigError(f"engine.budget must be >= 0 strong tokens, got {self.budget}")
+        prompts.prompt_format(self.prompt)
         if self.degenerate_retries < 0:
             raise ConfigError("engine.degenerate_retries must be >= 0")
         unknown = set(self.backend_concurrency) - set(ROLES)
@@ -285,7 +286,7 @@ class Engine:
                 max_tokens=limit - generated,
                 seed=None,
                 logprobs=logprobs is not None,
-                instruction=self.config.instruction,
+                prompt=prompts.prompt_format(self.config.prompt),
             )
             request = replace(request, seed=call_seed(self.config.seed, role, request))
             async with self._limit(role):

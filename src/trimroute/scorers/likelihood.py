@@ -122,7 +122,7 @@ class LikelihoodScorer:
 
     model: TokenLogprobs
     statistic: str = "mean"
-    instruction: str = prompts.INSTRUCTION
+    prompt: prompts.PromptFormat = prompts.TRIM_V0  # the demo's measurements used this format
     name: str = "likelihood"
     feature_names: tuple[str, ...] = ("lik_mean", "lik_min")
     memo_size: int = 4096
@@ -134,9 +134,9 @@ class LikelihoodScorer:
 
     def _compute(self, problem: Problem, steps: Sequence[Step]) -> Features:
         texts = [s.text for s in steps]
-        chat = prompts.messages(problem, texts, self.instruction)
+        chat = prompts.messages(problem, texts, self.prompt)
         text = prompts.render_chatml(chat)
-        at = len(text) - len(chat[-1].content) + len(prompts.SOLUTION_HEADER)
+        at = len(text) - len(chat[-1].content) + len(self.prompt.steps_header)
         spans, keys = [], []
         for step_text in texts:
             spans.append((at, at + len(step_text)))
