@@ -34,7 +34,7 @@ import httpx
 
 from trimroute.config import BackendConfig
 from trimroute.endpoint import Endpoint
-from trimroute.errors import BackendError, ConfigError
+from trimroute.errors import BackendError, ConfigError, RetryableBackendError
 from trimroute.generators import templates
 from trimroute.generators.templates import ChatTemplate
 from trimroute.types import FinishReason, Generation, StepRequest
@@ -82,6 +82,8 @@ class OpenAIGenerator:
                 break
             try:
                 offered = await self.endpoint.get(root + path)
+            except RetryableBackendError:
+                raise  # the server is down, not lacking a template: say that
             except BackendError:
                 continue
             found = templates.from_tokenizer_config(offered, self._variables, f"{root}{path}")

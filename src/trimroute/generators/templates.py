@@ -13,8 +13,8 @@ auto``, the default) found where the model keeps it:
 ``chat_template`` may also name such a folder or a Jinja file, or ``chatml``: the builtin fallback
 (ChatML without a default system turn). Jinja templates are rendered the way ``transformers`` renders
 them: sandboxed, ``trim_blocks``/``lstrip_blocks``, ``add_generation_prompt`` false, and everything
-after the final message cut off (``continue_final_message``). Templates that strip the message text get
-the pre-fill's exact tail (the trailing ``"\\n\\n"``) back.
+after the final message cut off (``continue_final_message``), so the pre-fill's exact tail (the trailing
+``"\\n\\n"``) is kept even by templates that strip message text.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ __all__ = ["AUTO", "BUILTIN", "ChatTemplate", "from_folder", "from_tokenizer_con
 BUILTIN = "chatml"
 AUTO = "auto"
 GGUF_KEY = "tokenizer.chat_template"
+_MARK = "\x00TRIM_CONTINUE_FINAL_MESSAGE\x00"
 
 
 class ChatTemplate:
@@ -73,24 +74,22 @@ class ChatTemplate:
         """The text a model continues: all messages, the last one open and byte-exact."""
         if self._template is None:
             return prompts.render_chatml(messages)
+        # as transformers does for continue_final_message: mark the end of the final message, render, cut
+        # there; the mark also keeps a template that strips content from stripping the pre-fill's tail
         final = messages[-1].content
+        marked = [{"role": m.role, "content": m.content} for m in messages]
+        marked[-1]["content"] = final + _MARK
         try:
-            text = self._template.render(
-                messages=[{"role": m.role, "content": m.content} for m in messages],
-                add_generation_prompt=False,
-                **self.variables,
-            )
+            text = self._template.render(messages=marked, add_generation_prompt=False, **self.variables)
         except TemplateError as e:
             raise ConfigError(f"chat template {self.name!r} failed to render: {e}") from None
-        core = final.strip()
-        at = text.rfind(core)
-        if not core or at < 0:
+        at = text.rfind(_MARK)
+        if at < 0 or not text[:at].endswith(final):
             raise ConfigError(
                 f"chat template {self.name!r} does not reproduce the last message's text; "
                 "use a template that renders message content verbatim"
             )
-        # cut what closes the final turn, then put back the exact pre-fill tail the template may have stripped
-        return text[:at] + final[final.index(core) :]
+        return text[:at]
 
 
 def load_template(spec: str, variables: Mapping[str, Any] | None = None) -> ChatTemplate:

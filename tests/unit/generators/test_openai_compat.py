@@ -324,3 +324,14 @@ async def test_auto_finds_the_template_of_a_local_model_folder_or_the_server(tmp
     gen, _ = generator(lambda r: httpx.Response(404, json={"detail": "Not Found"}), chat_template="auto")
     with pytest.raises(ConfigError, match="cannot find the chat template of model 'weak-model'"):
         await gen.generate_step(REQUEST)
+
+
+async def test_auto_on_an_unreachable_server_says_so_rather_than_missing_a_template() -> None:
+    def down(r: httpx.Request) -> httpx.Response:
+        if r.url.path.endswith("/models"):
+            return httpx.Response(200, json=MODELS)
+        raise httpx.ConnectError("connection refused")
+
+    gen, _ = generator(down, chat_template="auto")
+    with pytest.raises(BackendUnavailableError, match="cannot reach http://test/props"):
+        await gen.generate_step(REQUEST)
