@@ -113,7 +113,7 @@ class Endpoint:
 
     async def post(self, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """POST ``payload`` as JSON and return the JSON answer, retrying transient failures."""
-        await self._check_model()
+        await self.check_model()
         return await self._with_retries("POST", path, payload)
 
     async def get(self, path: str) -> dict[str, Any]:
@@ -126,7 +126,9 @@ class Endpoint:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _check_model(self) -> None:
+    async def check_model(self) -> None:
+        """Fail with ``ModelNotFoundError`` (listing the served models) if the server does not serve ``model``;
+        asked once."""
         if self._model_checked or not self.model:
             return
         async with self._check_lock:

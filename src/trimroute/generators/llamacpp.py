@@ -77,10 +77,8 @@ class LlamaCppGenerator:
         if config.chat_template != templates.AUTO:
             self.template = templates.load_template(config.chat_template, variables)
         else:
-            llm = self._llm
-            special = {"bos_token": llm.token_bos(), "eos_token": llm.token_eos()}
-            tokens = {k: llm.detokenize([t], special=True).decode("utf-8", "replace") for k, t in special.items()}
-            found = templates.from_gguf_metadata(llm.metadata, {**tokens, **variables}, Path(path).name)
+            tokens = templates.gguf_special_tokens(self._llm)
+            found = templates.from_gguf_metadata(self._llm.metadata, {**tokens, **variables}, Path(path).name)
             if found is None:
                 raise ConfigError(
                     f"{path!r} carries no chat template ({templates.GGUF_KEY}); set chat_template to the model's "

@@ -4,8 +4,8 @@ Two routes continue the assistant pre-fill (DESIGN.md §4):
 
 - ``api="completions"`` (default): the model's chat template is rendered here and the text is POSTed to
   ``/completions``. Exact and best for prefix caching. ``chat_template: auto`` finds the model's own
-  template on the first request (``generators/templates.py``: the model folder or local Hugging Face
-  cache named by ``model``, else the server's ``/props`` or ``/tokenizer_info``).
+  template on the first request (``generators/templates.py``: the model folder, GGUF file or local
+  Hugging Face cache entry named by ``model``, else the server's ``/props`` or ``/tokenizer_info``).
 - ``api="chat"``: ``/chat/completions`` with the pre-filled assistant message and
   ``continue_final_message: true, add_generation_prompt: false`` (vLLM, SGLang, TGI): the server renders.
 
@@ -73,9 +73,11 @@ class OpenAIGenerator:
         return self.template
 
     async def _find_template(self) -> ChatTemplate:
+        await self.endpoint.check_model()  # a wrong name is the error to report, not a missing template
         local = Path(self.model).expanduser()
-        found = templates.from_folder(local, self._variables) if local.is_dir() else None
-        found = found or templates.from_hf_cache(self.model, self._variables)
+        if local.is_dir() or (local.suffix == ".gguf" and local.is_file()):
+            return templates.load_template(str(local), self._variables)
+        found = templates.from_hf_cache(self.model, self._variables)
         root = self.endpoint.base_url.removesuffix("/v1")
         for path in ("/props", "/tokenizer_info"):  # llama.cpp server; vLLM --enable-tokenizer-info-endpoint
             if found is not None:

@@ -4,7 +4,8 @@ Used by every route that sends raw text (``/v1/completions``, llama.cpp in-proce
 continue exactly the same bytes (DESIGN.md §4). The template is the model's own (``chat_template:
 auto``, the default) found where the model keeps it:
 
-- a GGUF file's metadata (``tokenizer.chat_template``; the llamacpp backend),
+- a GGUF file's metadata (``tokenizer.chat_template``): the llamacpp backend's, or the file the model's
+  name is (``llama_cpp.server --model FILE`` serves it under that path),
 - a Hugging Face model folder (``chat_template.jinja`` or ``tokenizer_config.json``), when the model's
   name is such a folder, as when a vLLM server runs ``--model DIR``, or is in the local Hugging Face cache,
 - the server, when it offers one (llama.cpp's ``/props``; vLLM's ``/tokenizer_info`` when started with
@@ -98,6 +99,11 @@ def load_template(spec: str, variables: Mapping[str, Any] | None = None) -> Chat
     if spec == BUILTIN:
         return ChatTemplate()
     path = Path(spec).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        found = from_gguf_file(path, variables)
+        if found is None:
+            raise ConfigError(f"{spec!r} carries no chat template ({GGUF_KEY})")
+        return found
     if path.is_dir():
         found = from_folder(path, variables)
         if found is None:
@@ -146,6 +152,26 @@ def from_gguf_metadata(
     """The template a GGUF file carries in its metadata (``tokenizer.chat_template``)."""
     source = metadata.get(GGUF_KEY)
     return ChatTemplate(source, variables, f"{name} ({GGUF_KEY})") if source else None
+
+
+def from_gguf_file(path: Path, variables: Mapping[str, Any] | None = None) -> ChatTemplate | None:
+    """The template in a GGUF file's metadata, with its special tokens (needs llama-cpp-python; reads the
+    vocabulary only)."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        raise ConfigError(f"reading the chat template of {str(path)!r} needs llama-cpp-python") from None
+    llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    try:
+        return from_gguf_metadata(llm.metadata, {**gguf_special_tokens(llm), **(variables or {})}, path.name)
+    finally:
+        llm.close()
+
+
+def gguf_special_tokens(llm: Any) -> dict[str, str]:
+    """``bos_token`` / ``eos_token`` of a loaded ``llama_cpp.Llama``, as templates use them."""
+    ids = {"bos_token": llm.token_bos(), "eos_token": llm.token_eos()}
+    return {k: llm.detokenize([t], special=True).decode("utf-8", "replace") for k, t in ids.items()}
 
 
 def from_hf_cache(model: str, variables: Mapping[str, Any] | None = None) -> ChatTemplate | None:

