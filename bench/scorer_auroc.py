@@ -121,8 +121,9 @@ def _is_number(text: str) -> bool:
 
 
 def model_features(model: TokenLogprobs, sol: Labelled) -> list[tuple[float, float]]:
-    text = prompts.render_chatml(prompts.messages(sol.problem, sol.steps))
-    at = len(text) - len(prompts.prefill(sol.steps)) + len(prompts.SOLUTION_HEADER)
+    fmt = prompts.TRIM_V0  # the demo's measurements used this format
+    text = prompts.render_chatml(prompts.messages(sol.problem, sol.steps, fmt))
+    at = len(text) - len(fmt.prefill(sol.steps)) + len(fmt.steps_header)
     spans = []
     for s in sol.steps:
         spans.append((at, at + len(s)))

@@ -59,7 +59,7 @@ class BackendConfig:
     base_url: str | None = _where(None)
     api: str = "completions"  # completions (template rendered locally) | chat (assistant pre-fill)
     api_key_env: str | None = _where("OPENAI_API_KEY")
-    chat_template: str = "chatml"  # builtin name, or a path to a Jinja chat template
+    chat_template: str = "auto"  # auto (the model's own), chatml (builtin fallback), a Jinja file or model folder
     temperature: float = 0.7
     top_p: float = 0.8
     top_k: int = 20
@@ -99,12 +99,12 @@ class EngineConfig:
     max_step_tokens: int = 2048
     max_solution_tokens: int = 4096  # per-problem cap on the accepted solution's tokens
     budget: int | None = None  # hard cap on strong tokens per problem
-    degenerate_retries: int = 3
+    degenerate_retries: int = 1  # the official code retries a degenerate step once
     seed: int | None = 0  # None = unseeded sampling
     concurrency: int = _where(8)  # problems in flight
     backend_concurrency: Mapping[str, int] = _where(lambda: {"weak": 8, "strong": 8, "scorer": 8})
     weak_logprobs: bool = False  # ask the weak model for token logprobs (confidence scorers use them)
-    instruction: str = prompts.INSTRUCTION
+    prompt: str = prompts.DEFAULT  # a name in prompts.FORMATS
     # start the weak model's next step while the newest proposal is scored (``Engine.solve``): the same
     # trajectories, sooner, on servers that run calls concurrently
     speculate: bool = _where(True)
@@ -115,6 +115,7 @@ class EngineConfig:
                 raise ConfigError(f"engine.{name} must be >= 1, got {getattr(self, name)}")
         if self.budget is not None and self.budget < 0:
             raise ConfigError(f"engine.budget must be >= 0 strong tokens, got {self.budget}")
+        prompts.prompt_format(self.prompt)
         if self.degenerate_retries < 0:
             raise ConfigError("engine.degenerate_retries must be >= 0")
         unknown = set(self.backend_concurrency) - set(ROLES)

@@ -68,6 +68,7 @@ def demo_config(
         options: dict[str, Any] = {"n_ctx": n_ctx, **({"n_threads": threads} if threads else {})}
         if logprobs:
             options["logits_all"] = True
+        # ChatML is the Qwen2.5-Coder GGUFs' own template minus its default system turn: what was measured
         return BackendConfig(kind="llamacpp", model=model, chat_template="chatml", options=options)
 
     return RunConfig(
@@ -86,6 +87,9 @@ def demo_config(
             weak_logprobs=weak_logprobs,
             # one in-process model runs one call at a time: a speculative step would only queue in front
             speculate=False,
+            # the prompt format of the demo's published measurements (docs/cpu.md); maths runs elsewhere
+            # default to the official release's (``official``)
+            prompt="trim-v0",
         ),
     )
 

@@ -108,11 +108,12 @@ class Endpoint:
         )
 
     def url(self, path: str) -> str:
-        return self.base_url + path
+        """``base_url + path``; an absolute URL (another path on the same server) is taken as it is."""
+        return path if path.startswith(("http://", "https://")) else self.base_url + path
 
     async def post(self, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """POST ``payload`` as JSON and return the JSON answer, retrying transient failures."""
-        await self._check_model()
+        await self.check_model()
         return await self._with_retries("POST", path, payload)
 
     async def get(self, path: str) -> dict[str, Any]:
@@ -125,7 +126,9 @@ class Endpoint:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _check_model(self) -> None:
+    async def check_model(self) -> None:
+        """Fail with ``ModelNotFoundError`` (listing the served models) if the server does not serve ``model``;
+        asked once."""
         if self._model_checked or not self.model:
             return
         async with self._check_lock:
@@ -160,7 +163,7 @@ class Endpoint:
     async def _once(self, method: str, path: str, payload: Mapping[str, Any] | None) -> dict[str, Any]:
         url = self.url(path)
         try:
-            response = await self._client.request(method, path, json=payload)
+            response = await self._client.request(method, url, json=payload)
         except httpx.TimeoutException:
             raise BackendTimeoutError(
                 f"{url} did not answer within {self.timeout_s:g}s (is the server overloaded? raise timeout_s)"

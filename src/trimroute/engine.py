@@ -351,7 +351,7 @@ class Engine:
                 max_tokens=limit - generated,
                 seed=None,
                 logprobs=logprobs is not None,
-                instruction=self.config.instruction,
+                prompt=prompts.prompt_format(self.config.prompt),
             )
             request = replace(request, seed=call_seed(self.config.seed, role, request))
             async with self._limit(role):

@@ -1,8 +1,14 @@
-"""Prompt assembly, step rules and answer extraction, written once (DESIGN.md §4).
+"""Prompt formats, step rules and answer extraction, written once (DESIGN.md §4).
 
-Both models continue exactly the same text: the user message is the instruction followed by the question,
-and the assistant turn is pre-filled with ``"Solution:\\n\\n"`` plus the accepted steps, each followed
-by the separator ``"\\n\\n"``.
+Both models continue exactly the same chat: a user message (the format's instruction and the question)
+and an assistant turn pre-filled with the accepted steps, separated by ``"\\n\\n"``. Formats are chosen by
+name (``EngineConfig.prompt``):
+
+- ``official`` (default): the official TRIM release byte for byte: user = ``SYSTEM_PROMPT + "\\nQuestion: "
+  + question``; pre-fill ``"Solution:\\n\\n"`` before the first step, ``"Solution: " + "\\n\\n".join(steps)
+  + "\\n\\n"`` after. The simulator presets and calibration numbers were measured with it.
+- ``trim-v0``: this project's first format (user = instruction + ``"\\n\\n"`` + question, pre-fill
+  ``"Solution:\\n\\n"`` + each step + ``"\\n\\n"``); the CPU demo's published numbers were measured with it.
 """
 
 from __future__ import annotations
@@ -10,25 +16,64 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from trimroute.errors import ConfigError
 from trimroute.types import Message, Problem, StepRequest
 
 SEPARATOR = "\n\n"
-SOLUTION_HEADER = "Solution:" + SEPARATOR
-INSTRUCTION = (
-    "Solve the following math problem step by step. Separate the steps with a blank line "
-    "and put your final answer within \\boxed{}."
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a problem and its accepted steps become the chat both models continue."""
+
+    name: str
+    instruction: str
+    question_prefix: str  # between the instruction and the question
+    opening: str  # the pre-fill before the first step
+    steps_header: str  # what precedes the accepted steps once there are some
+
+    def user(self, question: str) -> str:
+        return self.instruction + self.question_prefix + question
+
+    def prefill(self, steps: Sequence[str]) -> str:
+        """The assistant pre-fill for a solution whose accepted steps are ``steps``."""
+        return self.steps_header + SEPARATOR.join(steps) + SEPARATOR if steps else self.opening
+
+
+# a plain string in the official code: the doubled braces are literally in the prompt
+OFFICIAL = PromptFormat(
+    name="official",
+    instruction="Solve the following math problem step by step, given in LaTeX format, clearly and concisely, "
+    "and present the final answer as \\boxed{{X}}, where X is the fully simplified solution.",
+    question_prefix="\nQuestion: ",
+    opening="Solution:\n\n",
+    steps_header="Solution: ",
 )
+TRIM_V0 = PromptFormat(
+    name="trim-v0",
+    instruction="Solve the following math problem step by step. Separate the steps with a blank line "
+    "and put your final answer within \\boxed{}.",
+    question_prefix=SEPARATOR,
+    opening="Solution:" + SEPARATOR,
+    steps_header="Solution:" + SEPARATOR,
+)
+FORMATS = {f.name: f for f in (OFFICIAL, TRIM_V0)}
+DEFAULT = OFFICIAL.name
 
 _NON_CONTENT = set(string.punctuation + string.whitespace)
 
 
-def prefill(steps: Sequence[str]) -> str:
-    """The assistant pre-fill for a solution whose accepted steps are ``steps``."""
-    return SOLUTION_HEADER + "".join(s + SEPARATOR for s in steps)
+def prompt_format(name: str) -> PromptFormat:
+    """The registered format called ``name``."""
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ConfigError(f"unknown prompt format {name!r}; valid: {', '.join(FORMATS)}") from None
 
 
-def messages(problem: Problem, steps: Sequence[str], instruction: str = INSTRUCTION) -> tuple[Message, ...]:
+def messages(problem: Problem, steps: Sequence[str], prompt: PromptFormat = OFFICIAL) -> tuple[Message, ...]:
     """The chat both models continue: user = instruction + question, assistant = the pre-fill.
 
     ``problem.meta["history"]`` (a list of ``{"role", "content"}``, e.g. earlier turns of a chat the
@@ -37,8 +82,8 @@ def messages(problem: Problem, steps: Sequence[str], instruction: str = INSTRUCT
     history = tuple(Message(m["role"], m["content"]) for m in problem.meta.get("history", ()))
     return (
         *history,
-        Message("user", f"{instruction}\n\n{problem.text}"),
-        Message("assistant", prefill(steps)),
+        Message("user", prompt.user(problem.text)),
+        Message("assistant", prompt.prefill(steps)),
     )
 
 
@@ -49,20 +94,21 @@ def step_request(
     max_tokens: int,
     seed: int | None,
     logprobs: bool = False,
-    instruction: str = INSTRUCTION,
+    prompt: PromptFormat = OFFICIAL,
 ) -> StepRequest:
     return StepRequest(
-        messages=messages(problem, steps, instruction),
+        messages=messages(problem, steps, prompt),
         max_tokens=max_tokens,
         seed=seed,
         stop=(SEPARATOR,),
         logprobs=logprobs,
+        n_steps=len(steps),
     )
 
 
 def is_final(text: str) -> bool:
-    """A step that states the final answer ends the solution."""
-    return "\\boxed{" in text
+    """A step that states the final answer ends the solution (the official code also accepts ``boxed{``)."""
+    return "boxed{" in text
 
 
 def is_degenerate(text: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,28 @@ from trimroute.store import CallStore
 from trimroute.trajectories import TrajectoryWriter, read_trajectories
 from trimroute.types import ROLES, Problem, Trajectory
 
-__all__ = ["Grader", "ProgressCallback", "build_backends", "build_engine", "cached_engine", "route"]
+__all__ = ["Grader", "ProgressCallback", "build_backends", "build_engine", "cached_engine", "resolved", "route"]
 
 Grader = Callable[[Trajectory], Trajectory]
 ProgressCallback = Callable[[int, int], None]  # (problems done, problems in all), resumed ones included
 
 
+# scorers that read the question the way the models saw it: they score with the run's prompt format
+PROMPTED_SCORERS = frozenset({"qwen-prm", "hf-prm", "likelihood"})
+
+
+def resolved(config: RunConfig) -> RunConfig:
+    """``config`` with what one section takes from another filled in: a prompted scorer's ``options.prompt``
+    is the engine's prompt format unless set (so a PRM's system turn is the run's instruction)."""
+    scorer = config.scorer
+    if scorer.kind in PROMPTED_SCORERS and "prompt" not in scorer.options and "system" not in scorer.options:
+        scorer = replace(scorer, options={**scorer.options, "prompt": config.engine.prompt})
+    return replace(config, scorer=scorer)
+
+
 def build_backends(config: RunConfig) -> tuple[Generator, Generator, Scorer | None]:
     """The weak and strong generators and the scorer; one generator object when both roles are one endpoint."""
+    config = resolved(config)
     weak = build_generator(config.weak)
     strong = weak if config.strong == config.weak else build_generator(config.strong)
     return weak, strong, build_scorer(config.scorer)
@@ -45,6 +60,7 @@ def build_engine(config: RunConfig, *, cache: CallStore | None = None) -> Engine
     engine = Engine(*build_backends(config), config.engine)
     if cache is None:
         return engine
+    config = resolved(config)  # the scorer's key holds the prompt format it scores with
     return cached_engine(engine, cache, {role: identity(getattr(config, role)) for role in ROLES})
 
 

@@ -79,6 +79,7 @@ class StepRequest:
     seed: int | None = None
     stop: tuple[str, ...] = ("\n\n",)
     logprobs: bool = False
+    n_steps: int = 0  # steps in the pre-fill (formats differ in how they write them, so fakes need not parse)
 
     @property
     def prefill(self) -> str:

@@ -14,6 +14,7 @@ from trimroute import Engine, EngineConfig, prompts
 from trimroute.config import BackendConfig, ScorerConfig
 from trimroute.errors import BackendUnavailableError, ModelNotFoundError
 from trimroute.generators.openai_compat import OpenAIGenerator
+from trimroute.generators.templates import load_template
 from trimroute.scorers.judge import JudgeScorer
 from trimroute.testing.llama_server import LlamaServer
 from trimroute.types import Action, Observation, Problem
@@ -80,8 +81,10 @@ async def test_completions_route_prefix_is_byte_exact_on_the_server(llama_server
     request = prompts.step_request(PROBLEM, ["Tom starts with 3 apples."], max_tokens=24, seed=1)
     out = await gen.generate_step(request)
     await gen.aclose()
-    expected = prompts.render_chatml(request.messages)
-    assert expected.endswith("<|im_start|>assistant\nSolution:\n\nTom starts with 3 apples.\n\n")
+    # the model's own template (SmolLM2's, from the GGUF), with its default system turn
+    expected = load_template(llama_server.model).render(request.messages)  # the served name is the GGUF path
+    assert expected.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+    assert expected.endswith("<|im_start|>assistant\nSolution: Tom starts with 3 apples.\n\n")
     assert json.loads(rec.sent[0])["prompt"] == expected
     # the server tokenised exactly that text, trailing separator included
     assert out.prompt_tokens == tokens(llama_server, expected) != tokens(llama_server, expected[:-2])
@@ -95,8 +98,8 @@ async def test_chat_route_sends_the_prefill_byte_exact(llama_server: LlamaServer
     out = await gen.generate_step(request)
     await gen.aclose()
     body = json.loads(rec.sent[0])
-    assert body["messages"][-1]["content"] == "Solution:\n\nTom starts with 3 apples.\n\n"
-    assert b'"content":"Solution:\\n\\nTom starts with 3 apples.\\n\\n"' in rec.sent[0].replace(b": ", b":")
+    assert body["messages"][-1]["content"] == "Solution: Tom starts with 3 apples.\n\n"
+    assert b'Solution: Tom starts with 3 apples.\\n\\n"' in rec.sent[0]
     assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
     assert out.generated_tokens == rec.answers[0]["usage"]["completion_tokens"]
 

@@ -173,6 +173,8 @@ def test_server_answering_500_or_hanging() -> None:
         "weak.max_retries=1",
         "--set",
         "weak.options={backoff_s: 0}",
+        "--set",
+        "weak.chat_template=chatml",  # the stand-in serves no model with a template of its own
     ]
     with serve_app(broken_backend()) as url:
         args = ["--weak-url", f"{url}/v1", "--weak-model", "m", "--strong-url", f"{url}/v1", "--strong-model", "m"]

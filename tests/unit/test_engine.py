@@ -25,10 +25,10 @@ async def test_regenerates_exactly_the_low_scored_step_from_the_same_prefix() ->
     t = await eng.solve(P, parse_policy("thr:0.5"))
     assert [s.role for s in t.steps] == ["weak", "strong", "weak", "weak"]
     assert [s.text for s in t.steps] == ["a = 1", "b = 1", "c = 2", "so \\boxed{2}"]
-    assert strong.requests[0].prefill == weak.requests[1].prefill == "Solution:\n\na = 1\n\n"
+    assert strong.requests[0].prefill == weak.requests[1].prefill == "Solution: a = 1\n\n"
     assert strong.requests[0].messages == weak.requests[1].messages
     # the weak model continues after the strong step, from a prefix that contains it
-    assert weak.requests[2].prefill == "Solution:\n\na = 1\n\nb = 1\n\n"
+    assert weak.requests[2].prefill == "Solution: a = 1\n\nb = 1\n\n"
     assert [d.text for d in t.discarded] == ["wrong b = 3"]
     assert t.discarded[0].action is Action.REGENERATE and t.discarded[0].score == pytest.approx(0.1)
     assert t.steps[1].score == pytest.approx(0.1) and t.steps[1].action is Action.REGENERATE
@@ -80,7 +80,7 @@ async def test_degenerate_output_continues_the_same_model_and_counts_all_tokens(
     assert len(t.steps) == 1 and t.steps[0].text == "---\n\nreal step \\boxed{2}"
     assert t.steps[0].calls == 2 and t.usage.weak.calls == 2
     assert t.usage.weak.generated_tokens == 1 + 3
-    assert weak.requests[1].prefill == "Solution:\n\n---\n\n"
+    assert weak.requests[1].prefill == "Solution: ---\n\n"
 
 
 async def test_budget_stops_regeneration_and_is_a_hard_cap() -> None:
@@ -217,3 +217,9 @@ async def test_twins_share_the_limits_and_close_the_backends_once() -> None:
     await wrapped.aclose()
     await base.aclose()
     assert sorted(closes) == ["s", "w"]
+
+
+async def test_a_degenerate_step_is_retried_once_by_default_as_in_the_official_code() -> None:
+    eng, weak, _ = engine(lambda req: "---", ["s"], max_steps=1)
+    t = await eng.solve(P, parse_policy("weak"))
+    assert t.steps[0].calls == 2 and len(weak.requests) == 2

@@ -16,9 +16,13 @@ Finish reasons are exact: when the separator is hit, ``llama-cpp-python`` stops 
 token that completed it; when the model emits its end-of-generation token, every generated token has
 been evaluated. So ``n_tokens == prompt + generated`` means EOS and one fewer means STOP.
 
+The chat template is the one the GGUF carries (``chat_template: auto``, from its
+``tokenizer.chat_template`` metadata), or what ``chat_template`` names (``generators/templates.py``).
+
 ``model`` may be a catalog name (``trim models list``), resolved offline to its GGUF file; options:
 ``model_path`` (a GGUF file instead), ``n_ctx`` (4096), ``n_threads``, ``n_batch`` (512),
-``logits_all`` (needed for token logprobs; slower).
+``logits_all`` (needed for token logprobs; slower), ``chat_template_kwargs`` (template variables, e.g.
+``{enable_thinking: false}`` for Qwen3).
 """
 
 from __future__ import annotations
@@ -31,12 +35,12 @@ from typing import Any
 
 from trimroute.config import BackendConfig
 from trimroute.errors import BackendError, ConfigError
-from trimroute.generators.templates import load_template
+from trimroute.generators import templates
 from trimroute.types import FinishReason, Generation, StepRequest
 
 __all__ = ["LlamaCppGenerator"]
 
-OPTIONS = ("model_path", "n_ctx", "n_threads", "n_batch", "logits_all")
+OPTIONS = ("model_path", "n_ctx", "n_threads", "n_batch", "logits_all", "chat_template_kwargs")
 
 
 class LlamaCppGenerator:
@@ -63,7 +67,6 @@ class LlamaCppGenerator:
             raise ConfigError("the llamacpp backend needs llama-cpp-python: pip install 'trimroute[local]'") from None
         self.config = config
         self.model = config.model or Path(path).stem
-        self.template = load_template(config.chat_template)
         self.logits_all = bool(opts.get("logits_all", False))
         self.reused_tokens = 0
         self._lock = threading.Lock()
@@ -78,6 +81,18 @@ class LlamaCppGenerator:
             )
         except ValueError as e:
             raise ConfigError(f"llama.cpp cannot load {path!r}: {e}") from None
+        variables = dict(opts.get("chat_template_kwargs") or {})
+        if config.chat_template != templates.AUTO:
+            self.template = templates.load_template(config.chat_template, variables)
+        else:
+            tokens = templates.gguf_special_tokens(self._llm)
+            found = templates.from_gguf_metadata(self._llm.metadata, {**tokens, **variables}, Path(path).name)
+            if found is None:
+                raise ConfigError(
+                    f"{path!r} carries no chat template ({templates.GGUF_KEY}); set chat_template to the model's "
+                    "Jinja file or tokenizer folder, or chatml"
+                )
+            self.template = found
 
     async def generate_step(self, request: StepRequest) -> Generation:
         if request.logprobs and not self.logits_all:

@@ -42,7 +42,6 @@ import numpy as np
 from trimroute.engine import Engine, EngineConfig
 from trimroute.errors import ConfigError
 from trimroute.learn.presets import N_BINS, STATES, SimParams, load_params, score_bin
-from trimroute.prompts import SEPARATOR
 from trimroute.types import FinishReason, Generation, Problem, Scores, Step, StepRequest, Trajectory
 
 if TYPE_CHECKING:
@@ -122,7 +121,7 @@ class SimGenerator:
 
     async def generate_step(self, request: StepRequest) -> Generation:
         prefill = request.prefill
-        position = prefill.count(SEPARATOR)  # 1-based: the header ends with one separator
+        position = request.n_steps + 1  # 1-based
         tag = prefill.rfind(_TAG)
         before = prefill[tag + len(_TAG) :].split(" ", 2)[1] if tag >= 0 else "S0"
         problem = request.messages[0].content

@@ -2,7 +2,7 @@
 
 Same inputs and the same scores as over vLLM's pooling API (DESIGN.md §4):
 
-- ``format: qwen`` (Qwen2.5-Math-PRM): the model's chat template over system = instruction, user =
+- ``format: qwen`` (Qwen2.5-Math-PRM): the model's chat template over system = the run's instruction, user =
   question, assistant = steps each followed by ``<extra_0>``; the model's head has two classes and the
   score is softmax(logits)[1] at each ``<extra_0>`` (loaded with ``AutoModel``, ``trust_remote_code``).
 - ``format: math-shepherd``: ``"question Step i: ... ки"`` text into a causal LM; the score is the
@@ -12,8 +12,8 @@ Same inputs and the same scores as over vLLM's pooling API (DESIGN.md §4):
 
 Inputs longer than ``max_length`` tokens are cut on the left; steps whose tag was cut score 1.0.
 The forward pass runs in a worker thread, one at a time. Options: ``format`` (``qwen``), ``device``
-(``cpu``), ``dtype`` (``float32``), ``max_length`` (4096), ``system``, ``trust_remote_code`` (true),
-``positive_id``, ``negative_id``, ``step_tag_id``.
+(``cpu``), ``dtype`` (``float32``), ``max_length`` (4096), ``prompt`` / ``system`` (as for ``qwen-prm``),
+``trust_remote_code`` (true), ``positive_id``, ``negative_id``, ``step_tag_id``.
 """
 
 from __future__ import annotations
@@ -23,17 +23,16 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from trimroute import prompts
 from trimroute.config import ScorerConfig
 from trimroute.errors import ConfigError, ScorerError
 from trimroute.scorers.math_shepherd import math_shepherd_text
 from trimroute.scorers.qwen_prm import STEP_TAG as QWEN_TAG
-from trimroute.scorers.qwen_prm import qwen_prm_messages
+from trimroute.scorers.qwen_prm import prm_system, qwen_prm_messages
 from trimroute.types import Problem, Scores, Step
 
 __all__ = ["HFPRMScorer"]
 
-OPTIONS = ("format", "device", "dtype", "max_length", "system", "trust_remote_code",
+OPTIONS = ("format", "device", "dtype", "max_length", "prompt", "system", "trust_remote_code",
            "positive_id", "negative_id", "step_tag_id")  # fmt: skip
 FORMATS = ("qwen", "math-shepherd")
 
@@ -61,7 +60,7 @@ class HFPRMScorer:
         except ImportError:
             raise ConfigError("the hf-prm scorer needs torch and transformers: pip install 'trimroute[hf]'") from None
         self._torch = torch
-        self.system = str(opts.get("system", prompts.INSTRUCTION))
+        self.system = prm_system(opts)
         self.max_length = int(opts.get("max_length", 4096))
         self.device = str(opts.get("device", "cpu"))
         if model is None or tokenizer is None:

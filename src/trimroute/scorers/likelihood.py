@@ -122,7 +122,7 @@ class LikelihoodScorer:
 
     model: TokenLogprobs
     statistic: str = "mean"
-    instruction: str = prompts.INSTRUCTION
+    prompt: prompts.PromptFormat = prompts.TRIM_V0  # the demo's measurements used this format
     name: str = "likelihood"
     feature_names: tuple[str, ...] = ("lik_mean", "lik_min")
     memo_size: int = 4096
@@ -134,9 +134,9 @@ class LikelihoodScorer:
 
     def _compute(self, problem: Problem, steps: Sequence[Step]) -> Features:
         texts = [s.text for s in steps]
-        chat = prompts.messages(problem, texts, self.instruction)
+        chat = prompts.messages(problem, texts, self.prompt)
         text = prompts.render_chatml(chat)
-        at = len(text) - len(chat[-1].content) + len(prompts.SOLUTION_HEADER)
+        at = len(text) - len(chat[-1].content) + len(self.prompt.steps_header)
         spans, keys = [], []
         for step_text in texts:
             spans.append((at, at + len(step_text)))
@@ -167,13 +167,15 @@ class LikelihoodScorer:
 
 def likelihood_scorer(config: ScorerConfig) -> LikelihoodScorer:
     """Registry factory (``kind: likelihood``): ``model`` is a catalog name or a .gguf path (default: the
-    CPU demo's strong model); options ``statistic`` (mean|min), ``n_ctx``, ``n_threads``."""
+    CPU demo's strong model); options ``statistic`` (mean|min), ``n_ctx``, ``n_threads``, ``prompt`` (the
+    run's prompt format, filled in by ``runner.build_engine``; default ``trim-v0``, what the demo measured)."""
     from trimroute.models import pull_model
 
     options: dict[str, Any] = dict(config.options)
     statistic = options.pop("statistic", "mean")
     n_ctx, n_threads = int(options.pop("n_ctx", 4096)), options.pop("n_threads", None)
+    prompt = prompts.prompt_format(str(options.pop("prompt", prompts.TRIM_V0.name)))
     if options:
-        raise ConfigError(f"scorer 'likelihood' options are statistic, n_ctx, n_threads; got {sorted(options)}")
+        raise ConfigError(f"scorer 'likelihood' options are statistic, n_ctx, n_threads, prompt; got {sorted(options)}")
     model = TokenLogprobs(pull_model(config.model or DEFAULT_MODEL), n_ctx=n_ctx, n_threads=n_threads)
-    return LikelihoodScorer(model, statistic=statistic)
+    return LikelihoodScorer(model, statistic=statistic, prompt=prompt)

@@ -7,12 +7,17 @@ With step pooling, vLLM answers one row per step tag in the input::
 
 Each row holds the class probabilities at one tag (softmax is the pooler's default activation; we also
 send ``use_activation: true``). Rows that do not sum to 1 are taken as logits and softmaxed, so older
-servers started with activation off still work. A prompt truncated on the left (``truncate_prompt_tokens``)
-loses its first tags: the missing leading steps score 1.0 (DESIGN.md §4). Subclasses say how the input
-is written and which column is the positive class.
+servers started with activation off still work. Subclasses say how the input is written and which
+column is the positive class.
+
+A history may outgrow the PRM's context (4096 generated tokens plus the prompt, against Qwen2.5-Math-PRM's
+4096), so prompts are truncated on the left by default at the PRM's context, read once from the
+``max_model_len`` vLLM reports in ``/v1/models``; a truncated prompt loses its first tags and the missing
+leading steps score 1.0, as in the official code (DESIGN.md §4).
 
 ``base_url`` is the server root (``http://host:8002``); a trailing ``/v1`` is dropped, since vLLM
-serves ``/pooling`` beside ``/v1``. Options: ``truncate_prompt_tokens`` (int), ``backoff_s``, plus
+serves ``/pooling`` beside ``/v1``. Options: ``truncate_prompt_tokens`` (``auto``: the server's
+``max_model_len``, the default; a number of tokens; or ``false``: never truncate), ``backoff_s``, plus
 the subclass's own.
 """
 
@@ -32,6 +37,7 @@ from trimroute.types import Problem, Scores, Step
 __all__ = ["PoolingPRM", "positive_probability"]
 
 COMMON_OPTIONS = ("truncate_prompt_tokens", "backoff_s")
+AUTO = "auto"
 
 
 class PoolingPRM:
@@ -51,7 +57,7 @@ class PoolingPRM:
         root = (config.base_url or "").rstrip("/")
         root = root[: -len("/v1")] if root.endswith("/v1") else root
         self.config = config
-        self.truncate = config.options.get("truncate_prompt_tokens")
+        self.truncate: int | str | None = _truncation(config.options.get("truncate_prompt_tokens", AUTO))
         self.endpoint = Endpoint.from_config(config, base_url=root, models_url="/v1/models", transport=transport)
 
     def input(self, problem: Problem, steps: Sequence[Step]) -> dict[str, Any]:
@@ -60,11 +66,22 @@ class PoolingPRM:
 
     def payload(self, problem: Problem, steps: Sequence[Step]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.config.model, **self.input(problem, steps), "use_activation": True}
-        if self.truncate is not None:
-            body["truncate_prompt_tokens"] = int(self.truncate)
+        if isinstance(self.truncate, int):
+            body["truncate_prompt_tokens"] = self.truncate
         return body
 
+    async def context(self) -> int | None:
+        """The server's ``max_model_len`` for this model (None when it does not say)."""
+        data = await self.endpoint.get("/v1/models")
+        for entry in data.get("data") or ():
+            if isinstance(entry, Mapping) and entry.get("id") == self.config.model:
+                value = entry.get("max_model_len")
+                return int(value) if isinstance(value, int) and value > 0 else None
+        return None
+
     async def score(self, problem: Problem, steps: Sequence[Step]) -> Scores:
+        if self.truncate == AUTO:
+            self.truncate = await self.context()
         data = await self.endpoint.post("/pooling", self.payload(problem, steps))
         rows = _rows(data, self.endpoint.url("/pooling"))
         if len(rows) > len(steps):
@@ -75,7 +92,7 @@ class PoolingPRM:
         if len(rows) < len(steps) and self.truncate is None:
             raise ScorerError(
                 f"{self.name} scorer got {len(rows)} step scores for {len(steps)} steps; check the server's step "
-                "tag, or set options.truncate_prompt_tokens if it truncates long prompts on the left"
+                "tag, or set options.truncate_prompt_tokens to the PRM's context if it cuts long prompts"
             )
         scores = [1.0] * (len(steps) - len(rows))  # leading steps cut off by left truncation
         scores += [positive_probability(row, self.positive_index) for row in rows]
@@ -84,6 +101,18 @@ class PoolingPRM:
 
     async def aclose(self) -> None:
         await self.endpoint.aclose()
+
+
+def _truncation(value: Any) -> int | str | None:
+    if value == AUTO:
+        return AUTO
+    if value is False or value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise ConfigError(
+        f"options.truncate_prompt_tokens must be 'auto', a positive number of tokens or false, got {value!r}"
+    )
 
 
 def positive_probability(row: Sequence[float], positive: int) -> float:

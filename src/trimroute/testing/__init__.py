@@ -38,7 +38,7 @@ class ScriptedGenerator:
         if callable(self.script):
             text = self.script(request)
         else:
-            n = request.prefill.count("\n\n") - 1  # steps already in the pre-fill
+            n = request.n_steps
             text = self.script[min(n, len(self.script) - 1)]
         finish = FinishReason.STOP
         if text.endswith("<eos>"):

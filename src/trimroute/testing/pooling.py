@@ -22,11 +22,13 @@ def pooling_app(
     score_fn: Callable[[str], float] = lambda step: 0.1 if "wrong" in step else 0.9,
     logits: bool = False,
     requests: list[dict[str, Any]] | None = None,
+    max_model_len: int | None = None,
 ) -> Any:
     """A FastAPI app scoring each tagged step with ``score_fn(step_text)``.
 
     ``logits=True`` answers raw log-probabilities instead of probabilities (activation off).
-    Every request body is appended to ``requests`` when given.
+    Every request body is appended to ``requests`` when given. ``max_model_len`` is reported in
+    ``/v1/models`` and longer prompts are rejected with vLLM's 400, as vLLM does.
     """
     from fastapi import FastAPI, HTTPException
 
@@ -34,7 +36,10 @@ def pooling_app(
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": model, "object": "model"}]}
+        card: dict[str, Any] = {"id": model, "object": "model"}
+        if max_model_len is not None:
+            card["max_model_len"] = max_model_len
+        return {"object": "list", "data": [card]}
 
     @app.post("/pooling")
     def pooling(body: dict[str, Any]) -> dict[str, Any]:
@@ -51,6 +56,8 @@ def pooling_app(
         words = text.split(" ")
         cut = body.get("truncate_prompt_tokens")
         kept = " ".join(words[len(words) - cut :]) if cut and cut < len(words) else text
+        if max_model_len is not None and len(kept.split(" ")) > max_model_len:
+            raise HTTPException(400, f"This model's maximum context length is {max_model_len} tokens.")
         pieces = kept.split(tag)[:-1]
         rows = []
         for piece in pieces:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -70,6 +71,7 @@ class Recorder:
 def generator(answer: Handler, **cfg: object) -> tuple[OpenAIGenerator, Recorder]:
     rec = Recorder(answer)
     options = {"backoff_s": 0.0, **cfg.pop("options", {})}  # type: ignore[dict-item]
+    cfg.setdefault("chat_template", "chatml")
     config = BackendConfig(kind="openai", model="weak-model", base_url="http://test/v1", options=options, **cfg)  # type: ignore[arg-type]
     return OpenAIGenerator(config, transport=httpx.MockTransport(rec)), rec
 
@@ -81,7 +83,7 @@ async def test_completions_route_sends_the_locally_rendered_prefix_byte_exact() 
     assert req.url.path == "/v1/completions"
     body = json.loads(req.content)
     assert body["prompt"] == prompts.render_chatml(REQUEST.messages)
-    assert body["prompt"].endswith("<|im_start|>assistant\nSolution:\n\nFirst, 2 + 3 = 5.\n\n")
+    assert body["prompt"].endswith("<|im_start|>assistant\nSolution: First, 2 + 3 = 5.\n\n")
     # the raw bytes on the wire carry the trailing separator too
     assert b'First, 2 + 3 = 5.\\n\\n"' in req.content
     assert body["stop"] == ["\n\n"] and body["max_tokens"] == 64 and body["seed"] == 7
@@ -96,7 +98,7 @@ async def test_chat_route_prefills_the_assistant_turn() -> None:
     out = await gen.generate_step(REQUEST)
     (body,) = rec.bodies
     assert rec.requests[0].url.path == "/v1/chat/completions"
-    assert body["messages"][-1] == {"role": "assistant", "content": "Solution:\n\nFirst, 2 + 3 = 5.\n\n"}
+    assert body["messages"][-1] == {"role": "assistant", "content": "Solution: First, 2 + 3 = 5.\n\n"}
     assert body["messages"][0]["role"] == "user" and body["messages"][0]["content"].endswith(PROBLEM.text)
     assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
     assert out.text == "So the answer is 5." and out.generated_tokens == 9
@@ -182,7 +184,9 @@ async def test_a_rejected_request_is_not_retried() -> None:
 
 async def test_wrong_model_name_lists_the_served_models() -> None:
     rec = Recorder(lambda r: httpx.Response(200, json=completion()))
-    config = BackendConfig(model="Qwen/typo", base_url="http://test/v1", options={"backoff_s": 0.0})
+    config = BackendConfig(
+        model="Qwen/typo", base_url="http://test/v1", chat_template="chatml", options={"backoff_s": 0.0}
+    )
     gen = OpenAIGenerator(config, transport=httpx.MockTransport(rec))
     with pytest.raises(ModelNotFoundError, match="does not serve model 'Qwen/typo'; served: weak-model"):
         await gen.generate_step(REQUEST)
@@ -195,7 +199,7 @@ async def test_a_404_naming_the_model_maps_to_model_not_found() -> None:
             return httpx.Response(404)  # no model list: the first check cannot tell
         return httpx.Response(404, json={"error": {"message": "The model `x` does not exist."}})
 
-    config = BackendConfig(model="x", base_url="http://test/v1", options={"backoff_s": 0.0})
+    config = BackendConfig(model="x", base_url="http://test/v1", chat_template="chatml", options={"backoff_s": 0.0})
     gen = OpenAIGenerator(config, transport=httpx.MockTransport(handler))
     with pytest.raises(ModelNotFoundError, match="does not serve model 'x'"):
         await gen.generate_step(REQUEST)
@@ -203,7 +207,7 @@ async def test_a_404_naming_the_model_maps_to_model_not_found() -> None:
 
 async def test_unreachable_endpoint_says_which_url_and_what_to_check() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
-    config = BackendConfig(model="m", base_url=url, max_retries=1, options={"backoff_s": 0.0})
+    config = BackendConfig(model="m", base_url=url, chat_template="chatml", max_retries=1, options={"backoff_s": 0.0})
     gen = build_generator(config)
     with pytest.raises(BackendUnavailableError, match=rf"cannot reach {url}/models \(is the server running\?\)"):
         await gen.generate_step(REQUEST)
@@ -228,7 +232,12 @@ async def test_a_hanging_server_times_out_after_the_retries() -> None:
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     config = BackendConfig(
-        model="m", base_url=f"http://127.0.0.1:{port}/v1", timeout_s=0.3, max_retries=1, options={"backoff_s": 0.0}
+        model="m",
+        base_url=f"http://127.0.0.1:{port}/v1",
+        chat_template="chatml",
+        timeout_s=0.3,
+        max_retries=1,
+        options={"backoff_s": 0.0},
     )
     gen = OpenAIGenerator(config)
     try:
@@ -270,3 +279,59 @@ def test_bad_configuration_fails_fast() -> None:
     with pytest.raises(ConfigError, match="must start with http"):
         OpenAIGenerator(BackendConfig(model="m", base_url="localhost:8000"))
     assert "openai" in GENERATORS and "llamacpp" in GENERATORS
+
+
+async def test_chat_template_kwargs_reach_the_template_on_both_routes(tmp_path: Path) -> None:
+    """Qwen3's thinking-off switch: a template variable rendered here, or sent for the server to render."""
+    template = tmp_path / "t.jinja"
+    template.write_text(
+        "{% if enable_thinking is defined and not enable_thinking %}[no-think]{% endif %}"
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+    )
+    kwargs = {"chat_template_kwargs": {"enable_thinking": False}}
+    gen, rec = generator(lambda r: httpx.Response(200, json=completion()), chat_template=str(template), options=kwargs)
+    await gen.generate_step(REQUEST)
+    assert rec.bodies[0]["prompt"].startswith("[no-think]<user>")
+    gen, rec = generator(lambda r: httpx.Response(200, json=chat()), api="chat", options=kwargs)
+    await gen.generate_step(REQUEST)
+    assert rec.bodies[0]["chat_template_kwargs"] == {"enable_thinking": False}
+
+
+async def test_auto_finds_the_template_of_a_local_model_folder_or_the_server(tmp_path: Path) -> None:
+    (tmp_path / "chat_template.jinja").write_text("{% for m in messages %}[{{ m['content'] }}]{% endfor %}")
+    bodies: list[dict] = []
+
+    def vllm(r: httpx.Request) -> httpx.Response:  # serving --model DIR: the model's name is the folder
+        if r.url.path.endswith("/models"):
+            return httpx.Response(200, json={"data": [{"id": str(tmp_path)}]})
+        bodies.append(json.loads(r.content))
+        return httpx.Response(200, json=completion())
+
+    config = BackendConfig(model=str(tmp_path), base_url="http://test/v1", options={"backoff_s": 0.0})
+    await OpenAIGenerator(config, transport=httpx.MockTransport(vllm)).generate_step(REQUEST)
+    assert bodies[0]["prompt"].startswith("[Solve the following")
+
+    def llama_server(r: httpx.Request) -> httpx.Response:
+        if r.url.path == "/props":
+            return httpx.Response(
+                200, json={"chat_template": "{% for m in messages %}({{ m['content'] }}){% endfor %}"}
+            )
+        return httpx.Response(200, json=completion())
+
+    gen, rec = generator(llama_server, chat_template="auto")
+    await gen.generate_step(REQUEST)
+    assert json.loads(rec.requests[-1].content)["prompt"].startswith("(Solve the following")
+    gen, _ = generator(lambda r: httpx.Response(404, json={"detail": "Not Found"}), chat_template="auto")
+    with pytest.raises(ConfigError, match="cannot find the chat template of model 'weak-model'"):
+        await gen.generate_step(REQUEST)
+
+
+async def test_auto_on_an_unreachable_server_says_so_rather_than_missing_a_template() -> None:
+    def down(r: httpx.Request) -> httpx.Response:
+        if r.url.path.endswith("/models"):
+            return httpx.Response(200, json=MODELS)
+        raise httpx.ConnectError("connection refused")
+
+    gen, _ = generator(down, chat_template="auto")
+    with pytest.raises(BackendUnavailableError, match="cannot reach http://test/props"):
+        await gen.generate_step(REQUEST)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from trimroute import prompts
 from trimroute.errors import ConfigError
-from trimroute.generators.templates import ChatTemplate, load_template
+from trimroute.generators.templates import ChatTemplate, from_tokenizer_config, load_template
 from trimroute.types import Problem
 
-MESSAGES = prompts.messages(Problem("p", "What is 2 + 3?"), ["2 + 3 = 5."])
+MESSAGES = prompts.messages(Problem("p", "What is 2 + 3?"), ["2 + 3 = 5."], prompts.TRIM_V0)
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -36,7 +37,7 @@ def test_a_template_that_strips_content_still_ends_with_the_exact_prefill() -> N
 
 
 def test_template_errors_are_config_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="must be 'chatml' or the path of a Jinja template file"):
+    with pytest.raises(ConfigError, match="must be 'auto', 'chatml', a Jinja template file or a model folder"):
         load_template(str(tmp_path / "missing.jinja"))
     with pytest.raises(ConfigError, match="is not valid Jinja"):
         ChatTemplate("{% for %}")
@@ -44,3 +45,16 @@ def test_template_errors_are_config_errors(tmp_path: Path) -> None:
         ChatTemplate("{{ raise_exception('roles must alternate') }}").render(MESSAGES)
     with pytest.raises(ConfigError, match="does not reproduce the last message"):
         ChatTemplate("{% for m in messages %}{{ m['role'] }}{% endfor %}").render(MESSAGES)
+
+
+def test_a_model_folder_gives_its_template_and_special_tokens(tmp_path: Path) -> None:
+    config = {"chat_template": "{{ bos_token }}" + CHATML, "bos_token": {"content": "<s>"}, "eos_token": "</s>"}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    text = load_template(str(tmp_path)).render(MESSAGES)
+    assert text == "<s>" + load_template("chatml").render(MESSAGES)
+    # chat_template.jinja wins over the config's template, as in transformers
+    (tmp_path / "chat_template.jinja").write_text(CHATML)
+    assert load_template(str(tmp_path)).render(MESSAGES) == load_template("chatml").render(MESSAGES)
+    named = {"chat_template": [{"name": "tool_use", "template": "x"}, {"name": "default", "template": CHATML}]}
+    assert from_tokenizer_config(named) is not None
+    assert from_tokenizer_config({}) is None

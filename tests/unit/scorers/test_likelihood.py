@@ -35,7 +35,7 @@ async def test_wrong_step_is_less_likely(model: TokenLogprobs) -> None:
 async def test_logprobs_match_a_full_evaluation(model: TokenLogprobs) -> None:
     from llama_cpp import Llama
 
-    text = prompts.render_chatml(prompts.messages(PROBLEM, ["48/2 = 24", "So \\boxed{24}."]))
+    text = prompts.render_chatml(prompts.messages(PROBLEM, ["48/2 = 24", "So \\boxed{24}."], prompts.TRIM_V0))
     start = text.index("48/2")
     (lps,), n = model.span_logprobs(text, [(start, start + 9)])
     ref = Llama(model_path=str(pull_model("smollm2-135m-instruct")), n_ctx=512, logits_all=True, verbose=False)

@@ -10,7 +10,7 @@ import pytest
 
 from trimroute import prompts
 from trimroute.config import ScorerConfig
-from trimroute.errors import ConfigError, ModelNotFoundError, ScorerError
+from trimroute.errors import BackendRequestError, ConfigError, ModelNotFoundError, ScorerError
 from trimroute.scorers import SCORERS, build_scorer
 from trimroute.scorers.pooling import positive_probability
 from trimroute.scorers.qwen_prm import QwenPRMScorer
@@ -23,7 +23,9 @@ STEPS = [Step("2 + 3 means adding 3 to 2.", "weak", 8), Step("wrong: 2 + 3 = 6."
 
 
 def scorer(requests: list[dict[str, Any]] | None = None, **kw: Any) -> QwenPRMScorer:
-    app = pooling_app(MODEL, "<extra_0>", 1, requests=requests, logits=kw.pop("logits", False))
+    app = pooling_app(
+        MODEL, "<extra_0>", 1, requests=requests, logits=kw.pop("logits", False), max_model_len=kw.pop("context", None)
+    )
     options = {"backoff_s": 0.0, **kw.pop("options", {})}
     config = ScorerConfig(kind="qwen-prm", model=kw.pop("model", MODEL), base_url="http://prm:8002/v1", options=options)
     return QwenPRMScorer(config, transport=httpx.ASGITransport(app=app))
@@ -36,7 +38,7 @@ async def test_request_follows_the_model_card_format() -> None:
     (body,) = requests
     assert body["model"] == MODEL and body["add_generation_prompt"] is False and body["use_activation"] is True
     assert body["messages"] == [
-        {"role": "system", "content": prompts.INSTRUCTION},
+        {"role": "system", "content": prompts.OFFICIAL.instruction},
         {"role": "user", "content": "What is 2 + 3?"},
         {"role": "assistant", "content": "2 + 3 means adding 3 to 2.<extra_0>wrong: 2 + 3 = 6.<extra_0>"},
     ]
@@ -60,6 +62,29 @@ async def test_left_truncation_scores_the_missing_leading_steps_one() -> None:
     assert requests[0]["truncate_prompt_tokens"] == 8
     assert len(result.values) == 6 and result.values[-1] == pytest.approx(0.1)
     assert result.values[0] == 1.0 and result.prompt_tokens == 8
+
+
+async def test_a_history_longer_than_the_context_is_cut_at_the_served_max_model_len() -> None:
+    requests: list[dict[str, Any]] = []
+    steps = [Step(f"step {i} is fine.", "weak", 4) for i in range(40)] + [Step("wrong step.", "weak", 2)]
+    result = await scorer(requests, context=50).score(PROBLEM, steps)
+    assert requests[0]["truncate_prompt_tokens"] == 50  # read from /v1/models
+    kept = sum(v != 1.0 for v in result.values)  # steps whose tag survived the cut
+    assert 1 < kept < 41 and result.values[: 41 - kept] == (1.0,) * (41 - kept)
+    assert result.values[41 - kept :] == pytest.approx((0.9,) * (kept - 1) + (0.1,))
+    # truncation off: the server rejects the long prompt, a clear error
+    with pytest.raises(BackendRequestError, match="maximum context length is 50"):
+        await scorer(context=50, options={"truncate_prompt_tokens": False}).score(PROBLEM, steps)
+    with pytest.raises(ConfigError, match="truncate_prompt_tokens must be 'auto'"):
+        scorer(options={"truncate_prompt_tokens": "yes"})
+
+
+async def test_the_system_message_is_the_instruction_of_the_named_prompt_format() -> None:
+    requests: list[dict[str, Any]] = []
+    await scorer(requests, options={"prompt": "trim-v0"}).score(PROBLEM, STEPS)
+    assert requests[0]["messages"][0] == {"role": "system", "content": prompts.TRIM_V0.instruction}
+    with pytest.raises(ConfigError, match="unknown prompt format"):
+        await scorer(options={"prompt": "nope"}).score(PROBLEM, STEPS)
 
 
 async def test_a_step_containing_the_tag_still_gets_one_score() -> None:

@@ -57,7 +57,7 @@ async def test_chat_answer_routes_the_low_scored_step_and_reports_usage_per_role
     assert trace["steps"][1]["score"] == pytest.approx(0.1)
     assert [d["text"] for d in trace["discarded"]] == ["wrong b = 3"]
     # the strong model continued exactly the weak model's prefix
-    assert strong.requests[0].prefill == "Solution:\n\na = 1\n\n"
+    assert strong.requests[0].prefill == "Solution: a = 1\n\n"
 
 
 async def test_no_trace_unless_asked(make_app: MakeApp, client_for: Connect) -> None:
@@ -107,7 +107,7 @@ async def test_multi_turn_routes_the_last_user_turn_with_earlier_turns_as_contex
     sent = weak.requests[0].messages
     assert [(m.role, m.content) for m in sent[:3]] == [("system", "Be brief."), ("user", "What is 1 + 1?"),
                                                       ("assistant", "2")]  # fmt: skip
-    assert sent[3].role == "user" and sent[3].content.endswith("\n\nAnd 2 + 2?")
+    assert sent[3].role == "user" and sent[3].content.endswith("\nQuestion: And 2 + 2?")
     assert sent[4].role == "assistant" and sent[4].content == "Solution:\n\n"
 
 
@@ -210,7 +210,7 @@ def failing(error: Exception, after: int = 0) -> Callable[[StepRequest], str]:
     """A script that fails once ``after`` steps are in the pre-fill (while ``armed``)."""
 
     def script(request: StepRequest) -> str:
-        n = request.prefill.count("\n\n") - 1
+        n = request.n_steps
         if script.armed and n >= after:  # type: ignore[attr-defined]
             raise error
         return ["a = 1", "b = 2", "\\boxed{3}"][min(n, 2)]
