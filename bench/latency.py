@@ -64,7 +64,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     problems = simulated_problems(args.problems, seed=args.seed)
     # a server batches concurrent calls: no backend bound below the problems in flight
     roles = {role: args.concurrency for role in ("weak", "strong", "scorer")}
-    config = sim_config(args.preset, EngineConfig(concurrency=args.concurrency, backend_concurrency=roles))
+    engine = EngineConfig(concurrency=args.concurrency, backend_concurrency=roles, prompt="trim-v0")
+    config = sim_config(args.preset, engine)
 
     # the threshold: plain simulator, no latency (fast)
     plain = build_engine(config)

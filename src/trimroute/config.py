@@ -161,7 +161,8 @@ def sim_config(preset: str, engine: EngineConfig | None = None) -> RunConfig:
         weak=BackendConfig(kind="sim", model=f"sim:{preset}", options={"preset": preset, "role": "weak"}),
         strong=BackendConfig(kind="sim", model=f"sim:{preset}", options={"preset": preset, "role": "strong"}),
         scorer=ScorerConfig(kind="sim", model=f"sim:{preset}", options={"preset": preset}),
-        engine=engine or EngineConfig(),
+        # the simulator's draws are keyed by the prompt; its presets and results were made with trim-v0
+        engine=engine or EngineConfig(prompt="trim-v0"),
     )
 
 

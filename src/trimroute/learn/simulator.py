@@ -202,7 +202,9 @@ def simulated_engine(
     Stable interface: used by ``trim eval --sim``, the POMDP evaluation and RL training.
     """
     params = preset if isinstance(preset, SimParams) else load_params(preset)
-    base = config or EngineConfig(max_steps=params.max_steps, concurrency=64)
+    # the simulated text is synthetic, but its draws are keyed by the prompt: ``trim-v0`` is the format the
+    # fitted presets and every simulated result in docs/ were produced with
+    base = config or EngineConfig(max_steps=params.max_steps, concurrency=64, prompt="trim-v0")
     return Engine(
         weak=SimGenerator(params, "weak"),
         strong=SimGenerator(params, "strong"),
