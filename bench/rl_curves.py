@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from trimroute.eval.metrics import cpt, delta_ibc, pgr
+from trimroute.eval.metrics import References, cpt, delta_ibc, pgr
 from trimroute.eval.plots import plot_curves
 from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
 from trimroute.policies import parse_policy
@@ -66,10 +66,11 @@ def mean_ci(x: np.ndarray) -> list[float]:
 
 def curve_metrics(points: list[tuple[float, float]], r_weak: float, r_strong: float, c_strong: float) -> dict:
     """CPT(50/80/95 %) as a share of strong-only tokens, ΔIBC and reach (highest PGR of the curve's points)."""
-    shares = {f"cpt{round(100 * x)}_share": cpt(points, r_weak, r_strong, x) for x in (0.5, 0.8, 0.95)}
+    refs = References(r_weak, r_strong, c_strong)  # every metric on the one frontier (docs/eval.md)
+    shares = {f"cpt{round(100 * x)}_share": cpt(points, refs, x) for x in (0.5, 0.8, 0.95)}
     return {
         **{k: None if v is None else v / c_strong for k, v in shares.items()},
-        "delta_ibc": delta_ibc(points, r_weak, r_strong, c_strong),
+        "delta_ibc": delta_ibc(points, refs),
         "reach": max(pgr(a, r_weak, r_strong) or 0.0 for _, a in points),
     }
 

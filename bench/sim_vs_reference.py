@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from rich.progress import track
 
-from trimroute.eval.metrics import budgeted_accuracy
+from trimroute.eval.metrics import References, budgeted_accuracy
 from trimroute.eval.plots import plot_curves
 from trimroute.learn.pomdp_model import POMDPModel
 from trimroute.learn.pomdp_solver import solve
@@ -99,9 +99,12 @@ def print_table(title: str, rows: list[dict[str, Any]], key: str) -> None:
 def add_thr_gap(rows: list[dict[str, Any]], thr: list[dict[str, Any]]) -> None:
     """Each POMDP point's accuracy minus the Thr envelope's at the same cost, simulated and measured."""
     for who in ("sim", "measured"):
-        curve = [(r[f"{who}_strong_tokens"], r[f"{who}_accuracy"]) for r in thr]
+        curve = sorted((r[f"{who}_strong_tokens"], r[f"{who}_accuracy"]) for r in thr)
+        # the envelope of the Thr points themselves: its cheapest and dearest points are the references
+        refs = References(r_weak=curve[0][1], r_strong=curve[-1][1], c_strong=curve[-1][0])
         for r in rows:
-            r[f"{who}_minus_thr_envelope"] = r[f"{who}_accuracy"] - budgeted_accuracy(curve, r[f"{who}_strong_tokens"])
+            at = budgeted_accuracy(curve, refs, r[f"{who}_strong_tokens"])
+            r[f"{who}_minus_thr_envelope"] = r[f"{who}_accuracy"] - at
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
