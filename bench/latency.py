@@ -37,18 +37,10 @@ from trimroute import Engine, parse_policy
 from trimroute.config import EngineConfig, sim_config
 from trimroute.learn.simulator import simulated_problems
 from trimroute.runner import build_engine
-from trimroute.testing.latency import LatencyGenerator, LatencyScorer
+from trimroute.testing.latency import LatencyGenerator, LatencyScorer, without_timings
 from trimroute.types import Trajectory
 
 GRID = [round(0.05 * i, 2) for i in range(21)]
-
-
-def comparable(t: Trajectory) -> dict[str, Any]:
-    d = t.to_dict()
-    d.pop("wall_time_s"), d.pop("timing"), d["usage"].pop("speculative")
-    for step in (*d["steps"], *d["discarded"]):
-        step.pop("latency_s")
-    return d
 
 
 async def route_all(engine: Engine, problems: list, spec: str) -> list[Trajectory]:
@@ -112,7 +104,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "first_step_s": float(np.percentile(first, 50)),
             }
         )
-    identical = [comparable(t) for t in runs["thr_sequential"]] == [comparable(t) for t in runs["thr_overlapped"]]
+    identical = [without_timings(t) for t in runs["thr_sequential"]] == [
+        without_timings(t) for t in runs["thr_overlapped"]
+    ]
     by = {m["name"]: m for m in methods}
     for m in methods:
         print(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
 
 import pytest
 
@@ -13,19 +12,9 @@ from trimroute.config import sim_config
 from trimroute.learn.simulator import simulated_problems
 from trimroute.runner import build_engine
 from trimroute.testing import ScriptedGenerator, ScriptedScorer
-from trimroute.testing.latency import LatencyGenerator, LatencyScorer
-from trimroute.types import Trajectory
+from trimroute.testing.latency import LatencyGenerator, LatencyScorer, without_timings
 
 POLICIES = ["weak", "strong", "random:0.3", "thr:0.5", "thr:0.8", "pomdp:preset=qwen1.5b-7b,lam=2e-3"]
-
-
-def comparable(t: Trajectory) -> dict[str, Any]:
-    """A trajectory's JSON without what speculation may change: timings and speculative usage."""
-    d = t.to_dict()
-    d.pop("wall_time_s"), d.pop("timing"), d["usage"].pop("speculative")
-    for step in (*d["steps"], *d["discarded"]):
-        step.pop("latency_s")
-    return d
 
 
 def slowed(engine: Engine, speculate: bool) -> Engine:
@@ -48,7 +37,7 @@ async def test_the_simulator_routes_identically_with_and_without_speculation(spe
             [t async for t in engine.run(problems, parse_policy(spec))], key=lambda t: t.problem.id
         )
         await engine.aclose()
-    assert [comparable(t) for t in runs[True]] == [comparable(t) for t in runs[False]]
+    assert [without_timings(t) for t in runs[True]] == [without_timings(t) for t in runs[False]]
     assert all(t.usage.speculative.generated_tokens == 0 for t in runs[False])
     if spec.startswith(("thr", "pomdp")):  # regenerations threw speculative steps away, counted apart
         assert sum(t.usage.speculative.calls for t in runs[True]) > 0
@@ -67,7 +56,7 @@ async def test_speculation_hides_the_scorer_behind_the_next_weak_step() -> None:
         t0 = time.perf_counter()
         results[speculate] = await slow.solve(Problem("p", "q"), parse_policy("thr:0.5"))
         times[speculate] = time.perf_counter() - t0
-    assert comparable(results[True]) == comparable(results[False])
+    assert without_timings(results[True]) == without_timings(results[False])
     # sequential: 4 weak + 4 scorer calls of 50 ms; speculative: the first 3 scorings overlap the next step
     assert times[False] == pytest.approx(0.40, abs=0.06) and times[True] == pytest.approx(0.25, abs=0.06)
     timing = results[True].timing

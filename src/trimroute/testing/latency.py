@@ -12,12 +12,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from trimroute.generators.base import Generator
 from trimroute.scorers.base import Scorer
-from trimroute.types import Generation, Problem, Scores, Step, StepRequest
+from trimroute.types import Generation, Problem, Scores, Step, StepRequest, Trajectory
 
-__all__ = ["LatencyGenerator", "LatencyScorer"]
+__all__ = ["LatencyGenerator", "LatencyScorer", "without_timings"]
+
+
+def without_timings(t: Trajectory) -> dict[str, Any]:
+    """A trajectory's JSON without what may differ between runs of the same calls: wall times, per-step
+    latencies and speculative usage (``engine.speculate`` must change nothing else)."""
+    d = t.to_dict()
+    d.pop("wall_time_s"), d.pop("timing"), d["usage"].pop("speculative")
+    for step in (*d["steps"], *d["discarded"]):
+        step.pop("latency_s")
+    return d
 
 
 @dataclass(eq=False)
