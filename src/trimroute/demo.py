@@ -2,7 +2,7 @@
 ``trim eval``, not a second harness.
 
 The recipe is a run config (the catalog's CPU pair in-process with llama.cpp, a PRM-free scorer, step caps
-short enough for a first result in about five minutes on two cores), a method list (weak-only,
+short enough for a first result in minutes on two cores), a method list (weak-only,
 strong-only, TRIM-Thr at a quantile of the weak steps' scores, random step routing at the same budget) and
 ``trim eval --live``'s stream of one problem on which TRIM-Thr regenerates a step. Everything else — the
 run directory, resuming, the call cache, the metrics, the tables, the plot — is ``trim eval``'s.
