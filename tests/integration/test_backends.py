@@ -132,7 +132,9 @@ async def test_engine_end_to_end_with_weak_strong_and_judge_over_http(llama_serv
     )
     # a seed whose first SmolLM2 step ends at a blank line, on a fresh server and after other requests (the
     # llama.cpp server reuses its prompt cache, which changes the numerics and so the sampled text)
-    engine = Engine(weak, strong, judge, EngineConfig(max_steps=3, max_step_tokens=128, seed=0))
+    # speculate=False: a speculative weak step cancelled in flight may or may not reach the server, so the exact
+    # per-role match below holds only for the sequential loop (speculation's accounting: tests/unit/test_speculation.py)
+    engine = Engine(weak, strong, judge, EngineConfig(max_steps=3, max_step_tokens=128, seed=0, speculate=False))
     try:
         t = await engine.solve(PROBLEM, OddStepsBelow(1.0))
     finally:
@@ -154,3 +156,18 @@ async def test_engine_end_to_end_with_weak_strong_and_judge_over_http(llama_serv
         judged["completion_tokens"],
     )
     assert t.usage.weak.discarded_tokens == sum(d.generated_tokens for d in t.discarded) > 0
+
+
+async def test_speculative_weak_steps_over_http_are_counted_apart(llama_server: LlamaServer) -> None:
+    weak_rec = Recording()
+    weak = OpenAIGenerator(backend(llama_server, temperature=0.7), transport=weak_rec)
+    strong = OpenAIGenerator(backend(llama_server, temperature=0.0))
+    judge = JudgeScorer(ScorerConfig(kind="judge", model=llama_server.model, base_url=llama_server.base_url))
+    engine = Engine(weak, strong, judge, EngineConfig(max_steps=3, max_step_tokens=128, seed=0, speculate=True))
+    try:
+        t = await engine.solve(PROBLEM, OddStepsBelow(1.0))
+    finally:
+        await engine.aclose()
+    served = weak_rec.usage()["calls"]
+    # every kept weak step was served; a thrown-away speculation was served unless it was cancelled before sending
+    assert t.usage.weak.calls <= served <= t.usage.weak.calls + t.usage.speculative.calls
