@@ -20,7 +20,7 @@ import numpy as np
 
 from trimroute.learn.calibrate import CurvePoint, fit_to_curve, thr_curve
 from trimroute.learn.fit import FITTED_PRESETS, write_calibration_presets
-from trimroute.learn.presets import SimParams, load_params
+from trimroute.sim.presets import SimParams, load_params
 
 ROOT = Path(__file__).parents[1]
 CALIBRATION = ROOT / ".." / "shared" / "calibration"

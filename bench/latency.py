@@ -35,8 +35,8 @@ import numpy as np
 
 from trimroute import Engine, parse_policy
 from trimroute.config import EngineConfig, sim_config
-from trimroute.learn.simulator import simulated_problems
 from trimroute.runner import build_engine
+from trimroute.sim.backend import simulated_problems
 from trimroute.testing.latency import LatencyGenerator, LatencyScorer, without_timings
 from trimroute.types import Trajectory
 

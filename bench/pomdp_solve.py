@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from trimroute.learn.pomdp_model import POMDPModel
-from trimroute.learn.pomdp_solver import segment_beliefs, solve
-from trimroute.learn.presets import load_params
+from trimroute.policies.pomdp_model import POMDPModel
+from trimroute.policies.pomdp_solver import segment_beliefs, solve
+from trimroute.sim.presets import load_params
 
 
 def simplex_grid(resolution: int) -> np.ndarray:

@@ -30,8 +30,9 @@ from rich.progress import Progress
 
 from trimroute.eval.metrics import References, cpt, delta_ibc, pgr
 from trimroute.eval.plots import plot_curves
-from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
 from trimroute.policies import parse_policy
+from trimroute.runner import simulated_engine
+from trimroute.sim.backend import is_sim_correct, simulated_problems
 
 THRESHOLDS = ["weak", *(f"thr:{0.05 * i:.2f}" for i in range(1, 20)), "strong"]
 ORACLE = "oracle"  # thr:0.5 on the oracle scorer: regenerates exactly the first wrong step

@@ -28,10 +28,10 @@ from trimroute.data.datasets import load_dataset
 from trimroute.data.grading import grade_trajectory
 from trimroute.engine import Engine
 from trimroute.learn.env import RoutingVecEnv
-from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
 from trimroute.learn.train import PPOConfig, TrainConfig, simulated_setup, train_policy
 from trimroute.policies.features import feature_set
-from trimroute.runner import build_engine
+from trimroute.runner import build_engine, simulated_engine
+from trimroute.sim.backend import is_sim_correct, simulated_problems
 from trimroute.testing.llama_server import LlamaServer, smollm2_path
 from trimroute.types import Problem, Trajectory
 

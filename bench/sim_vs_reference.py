@@ -26,13 +26,14 @@ from rich.progress import track
 
 from trimroute.eval.metrics import References, budgeted_accuracy
 from trimroute.eval.plots import plot_curves
-from trimroute.learn.pomdp_model import POMDPModel
-from trimroute.learn.pomdp_solver import solve
-from trimroute.learn.presets import load_params
-from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
 from trimroute.policies import parse_policy
 from trimroute.policies.base import Policy
 from trimroute.policies.pomdp import POMDPPolicy
+from trimroute.policies.pomdp_model import POMDPModel
+from trimroute.policies.pomdp_solver import solve
+from trimroute.runner import simulated_engine
+from trimroute.sim.backend import is_sim_correct, simulated_problems
+from trimroute.sim.presets import load_params
 
 ROOT = Path(__file__).parents[1]
 REFERENCE = ROOT / ".." / "shared" / "calibration" / "reference_curves_math500_qwen1.5b_7b.json"

@@ -13,8 +13,9 @@ import asyncio
 import time
 
 from trimroute.engine import Engine, EngineConfig
-from trimroute.learn.simulator import simulated_engine, simulated_problems
 from trimroute.policies import parse_policy
+from trimroute.runner import simulated_engine
+from trimroute.sim.backend import simulated_problems
 from trimroute.testing import ScriptedGenerator, ScriptedScorer
 
 

@@ -156,7 +156,7 @@ def run_identity(config: RunConfig) -> dict[str, Any]:
 
 
 def sim_config(preset: str, engine: EngineConfig | None = None) -> RunConfig:
-    """Both models and the scorer simulated by a calibrated preset (``learn.simulator``), e.g. ``qwen1.5b-7b``."""
+    """Both models and the scorer simulated by a calibrated preset (``sim.backend``), e.g. ``qwen1.5b-7b``."""
     return RunConfig(
         weak=BackendConfig(kind="sim", model=f"sim:{preset}", options={"preset": preset, "role": "weak"}),
         strong=BackendConfig(kind="sim", model=f"sim:{preset}", options={"preset": preset, "role": "strong"}),

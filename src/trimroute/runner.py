@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from trimroute.config import RunConfig, identity
+from trimroute.config import EngineConfig, RunConfig, identity
 from trimroute.data.grading import grade_trajectory
 from trimroute.engine import Engine, StepCallback
 from trimroute.generators import build_generator
@@ -24,11 +24,22 @@ from trimroute.policies.base import Policy
 from trimroute.scorers import build_scorer
 from trimroute.scorers.base import Scorer
 from trimroute.scorers.cache import CachedScorer
+from trimroute.sim.backend import SimGenerator, SimScorer
+from trimroute.sim.presets import SimParams, load_params
 from trimroute.store import CallStore
 from trimroute.trajectories import TrajectoryWriter, read_trajectories
 from trimroute.types import ROLES, Problem, Trajectory
 
-__all__ = ["Grader", "ProgressCallback", "build_backends", "build_engine", "cached_engine", "resolved", "route"]
+__all__ = [
+    "Grader",
+    "ProgressCallback",
+    "build_backends",
+    "build_engine",
+    "cached_engine",
+    "resolved",
+    "route",
+    "simulated_engine",
+]
 
 Grader = Callable[[Trajectory], Trajectory]
 ProgressCallback = Callable[[int, int], None]  # (problems done, problems in all), resumed ones included
@@ -114,3 +125,24 @@ async def route(
         wanted = {p.id for p in problems} - set(routed)
         routed.update((t.problem.id, t) for t in read_trajectories(out) if t.problem.id in wanted)
     return [routed[p.id] for p in problems]
+
+
+def simulated_engine(
+    preset: str | SimParams, seed: int | None = 0, config: EngineConfig | None = None, oracle: bool = False
+) -> Engine:
+    """An ``Engine`` whose weak, strong and scorer are the simulator of ``preset`` (name, path or params).
+
+    ``config`` defaults to the official rules with the preset's max steps; ``seed`` overrides its seed;
+    ``oracle`` swaps in the oracle scorer (run it with ``thr:0.5``).
+    Stable interface: used by the POMDP evaluation, RL training and the simulator benches.
+    """
+    params = preset if isinstance(preset, SimParams) else load_params(preset)
+    # the simulated text is synthetic, but its draws are keyed by the prompt: ``trim-v0`` is the format the
+    # fitted presets and every simulated result in docs/ were produced with
+    base = config or EngineConfig(max_steps=params.max_steps, concurrency=64, prompt="trim-v0")
+    return Engine(
+        weak=SimGenerator(params, "weak"),
+        strong=SimGenerator(params, "strong"),
+        scorer=SimScorer(params, oracle=oracle),
+        config=replace(base, seed=seed),
+    )

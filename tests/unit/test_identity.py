@@ -12,7 +12,7 @@ from trimroute.errors import ConfigError
 from trimroute.eval.methods import parse_methods
 from trimroute.eval.rundir import RunDir
 from trimroute.eval.sweep import evaluate
-from trimroute.learn.simulator import simulated_problems
+from trimroute.sim.backend import simulated_problems
 
 LOCAL = BackendConfig(kind="llamacpp", model="m", options={"model_path": "/a/m.gguf", "n_threads": 2, "n_ctx": 2048})
 

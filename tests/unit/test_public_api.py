@@ -28,7 +28,7 @@ def test_errors_form_one_tree() -> None:
 async def test_the_readme_api_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The README's ten lines, on the simulator instead of servers."""
     from trimroute.config import sim_config
-    from trimroute.learn.simulator import simulated_problems
+    from trimroute.sim.backend import simulated_problems
 
     engine = trimroute.build_engine(sim_config("qwen1.5b-7b"))
     try:

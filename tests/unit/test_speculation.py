@@ -9,8 +9,8 @@ import pytest
 
 from trimroute import Engine, EngineConfig, Problem, parse_policy
 from trimroute.config import sim_config
-from trimroute.learn.simulator import simulated_problems
 from trimroute.runner import build_engine
+from trimroute.sim.backend import simulated_problems
 from trimroute.testing import ScriptedGenerator, ScriptedScorer
 from trimroute.testing.latency import LatencyGenerator, LatencyScorer, without_timings
 

@@ -121,7 +121,7 @@ def eval_(
             raise ConfigError("--bootstrap must be >= 1 and --router-folds >= 2")
         data_seed = config.engine.seed or 0
         if sim is not None:
-            from trimroute.learn.simulator import simulated_problems
+            from trimroute.sim.backend import simulated_problems
 
             dataset = f"sim:{sim}"
             problems = simulated_problems(limit or 1000, seed=data_seed)

@@ -25,9 +25,9 @@ def solve_cmd(
     token_bins: Annotated[int, typer.Option(help="Bins of the proposal's token count.")] = 4,
 ) -> None:
     """Solve the POMDP for each λ; use the result as --policy pomdp:OUT/lam=L."""
-    from trimroute.learn.pomdp_model import POMDPModel
-    from trimroute.learn.pomdp_solver import solve
-    from trimroute.learn.presets import load_params
+    from trimroute.policies.pomdp_model import POMDPModel
+    from trimroute.policies.pomdp_solver import solve
+    from trimroute.sim.presets import load_params
 
     with handle_errors():
         if (preset is None) == (params is None):

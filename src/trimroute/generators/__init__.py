@@ -18,7 +18,7 @@ __all__ = ["GENERATORS", "Generator", "build_generator"]
 GENERATORS: Registry[Generator] = Registry("generator")
 GENERATORS.register("openai", "trimroute.generators.openai_compat:OpenAIGenerator")
 GENERATORS.register("llamacpp", "trimroute.generators.llamacpp:LlamaCppGenerator")
-GENERATORS.register("sim", "trimroute.learn.simulator:build_sim_generator")
+GENERATORS.register("sim", "trimroute.sim.backend:build_sim_generator")
 
 
 def build_generator(config: BackendConfig) -> Generator:

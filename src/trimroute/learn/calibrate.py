@@ -2,7 +2,7 @@
 
 ``thr_curve`` is the simulator's *expected* TRIM-Thr curve, computed exactly by a forward recursion over
 the step index instead of by sampling: the distribution over (problem difficulty, prefix state S0/S1,
-bin of the running min score) is pushed through one step at a time with the rules of ``learn/simulator.py``
+bin of the running min score) is pushed through one step at a time with the rules of ``sim/backend.py``
 (weak proposal, score, regenerate iff score < k, strong rewrite, re-score, termination). It is the fit's
 objective, not a routing loop that runs anything: the engine-driven simulator must agree with it, which
 ``tests/unit/learn/test_calibrate.py`` checks by Monte Carlo.
@@ -26,9 +26,9 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy import optimize, special
 
 from trimroute.errors import DataError
-from trimroute.learn.presets import DIFFICULTY_NODES, N_BINS, ObservationModel, SimParams
+from trimroute.sim.presets import DIFFICULTY_NODES, N_BINS, ObservationModel, SimParams, one_role_run
 
-__all__ = ["CurvePoint", "fit_to_curve", "step_token_factor", "thr_curve", "warped_observation"]
+__all__ = ["CurvePoint", "fit_to_curve", "thr_curve", "warped_observation"]
 
 _MIN = np.minimum.outer(np.arange(N_BINS), np.arange(N_BINS)).ravel()  # running-min bin after (m, c)
 _SCATTER = np.eye(N_BINS)[_MIN]  # (m·c, m'): one-hot of the new running-min bin
@@ -53,33 +53,10 @@ def _below(k: float) -> np.ndarray:
 
 def _one_role(params: SimParams, role: str, z: np.ndarray, w: np.ndarray) -> CurvePoint:
     """Weak-only (k = 0) or strong-only (k = 1): one model writes every step."""
-    acc, units, steps = _one_role_run(params, role, z, w)
+    acc, units, steps = one_role_run(params, role, z, w)
     if role == "weak":
         return CurvePoint(0.0, acc, 0.0, 0.0, units * params.weak.mean_tokens)
     return CurvePoint(1.0, acc, units * params.strong.mean_tokens, steps)
-
-
-def step_token_factor(params: SimParams, role: str) -> float:
-    """Mean tokens of ``role``'s steps when it writes alone, over the mean tokens of a correct step."""
-    z, w = hermegauss(DIFFICULTY_NODES)
-    _, units, steps = _one_role_run(params, role, z, w / w.sum())
-    return units / steps
-
-
-def _one_role_run(params: SimParams, role: str, z: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
-    """(accuracy, tokens in units of a correct step's mean, steps) when ``role`` writes every step."""
-    p = params.accuracy_at(z, role)
-    h = params.hazard if role == "weak" else params.strong_hazard
-    recovery = params.recovery if role == "strong" else 0.0
-    ok, wrong, acc, tokens, calls = np.ones_like(z), np.zeros_like(z), 0.0, 0.0, 0.0
-    for t in range(params.max_steps):
-        new_ok = ok * p + wrong * recovery
-        new_wrong = ok + wrong - new_ok
-        calls += float(w @ (ok + wrong))
-        tokens += float(w @ (new_ok + params.wrong_token_factor * new_wrong))
-        acc += float(w @ new_ok) * h[t]
-        ok, wrong = new_ok * (1 - h[t]), new_wrong * (1 - h[t])
-    return acc, tokens, calls
 
 
 def _mixed(params: SimParams, k: float, z: np.ndarray, w: np.ndarray) -> CurvePoint:

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import optimize, special
 
 from trimroute.errors import DataError
-from trimroute.learn.presets import N_BINS, STATES, ModelStats, ObservationModel, SimParams
+from trimroute.sim.presets import N_BINS, STATES, ModelStats, ObservationModel, SimParams
 from trimroute.trajectories import read_trajectories
 from trimroute.types import Trajectory
 

@@ -119,9 +119,10 @@ class TrainingSetup:
 
 
 def simulated_setup(preset: str, train_problems: int, val_problems: int, seed: int) -> TrainingSetup:
-    """Episodes from the calibrated simulator of ``preset`` (``learn.simulator``)."""
-    from trimroute.learn.presets import load_params
-    from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
+    """Episodes from the calibrated simulator of ``preset`` (``sim.backend``)."""
+    from trimroute.runner import simulated_engine
+    from trimroute.sim.backend import is_sim_correct, simulated_problems
+    from trimroute.sim.presets import load_params
 
     params = load_params(preset)  # fails fast on an unknown preset
     return TrainingSetup(

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from trimroute.errors import ConfigError
-from trimroute.learn.pomdp_model import POMDPModel, observation_index
-from trimroute.learn.pomdp_solver import POMDPSolution, load_solution, solve
+from trimroute.policies.pomdp_model import POMDPModel, observation_index
+from trimroute.policies.pomdp_solver import POMDPSolution, load_solution, solve
 from trimroute.types import Action, Observation
 
 __all__ = ["POMDPPolicy", "belief_before", "pomdp_policy"]
@@ -106,7 +106,7 @@ def pomdp_policy(arg: str | None) -> POMDPPolicy:
         raise ConfigError("policy 'pomdp' needs a solved policy folder (pomdp:DIR) or pomdp:preset=NAME,lam=L")
     if Path(arg).is_dir() or "=" not in arg:  # solved folders are named lam=L, hence the is_dir check
         return POMDPPolicy(load_solution(arg), arg)
-    from trimroute.learn.presets import load_params
+    from trimroute.sim.presets import load_params
 
     opts = _keyed(arg)
     unknown = set(opts) - {"preset", "lam", "token_bins"}

@@ -24,7 +24,7 @@ SCORERS.register("arithmetic", "trimroute.scorers.arithmetic:arithmetic_scorer")
 SCORERS.register("confidence", "trimroute.scorers.confidence:confidence_scorer")
 SCORERS.register("likelihood", "trimroute.scorers.likelihood:likelihood_scorer")
 SCORERS.register("composite", "trimroute.scorers.composite:composite_scorer")
-SCORERS.register("sim", "trimroute.learn.simulator:build_sim_scorer")
+SCORERS.register("sim", "trimroute.sim.backend:build_sim_scorer")
 
 
 def build_scorer(config: ScorerConfig) -> Scorer | None:

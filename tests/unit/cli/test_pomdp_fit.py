@@ -8,9 +8,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from trimroute.cli import app
-from trimroute.learn.presets import load_params
-from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
 from trimroute.policies import parse_policy
+from trimroute.runner import simulated_engine
+from trimroute.sim.backend import is_sim_correct, simulated_problems
+from trimroute.sim.presets import load_params
 from trimroute.trajectories import TrajectoryWriter
 
 

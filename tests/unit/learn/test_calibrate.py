@@ -8,9 +8,10 @@ import pytest
 
 from trimroute.errors import DataError
 from trimroute.learn.calibrate import CurvePoint, fit_to_curve, thr_curve, warped_observation
-from trimroute.learn.presets import load_params
-from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
 from trimroute.policies import parse_policy
+from trimroute.runner import simulated_engine
+from trimroute.sim.backend import is_sim_correct, simulated_problems
+from trimroute.sim.presets import load_params
 
 FITTED = load_params("qwen1.5b-7b")
 REFERENCE = Path(__file__).parents[3] / ".." / "shared" / "calibration" / "reference_curves_math500_qwen1.5b_7b.json"

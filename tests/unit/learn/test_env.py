@@ -9,9 +9,10 @@ from stable_baselines3.common.env_checker import check_env
 from trimroute.engine import Engine, EngineConfig
 from trimroute.errors import ConfigError
 from trimroute.learn.env import RoutingEnv, RoutingVecEnv
-from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
 from trimroute.policies import ThresholdPolicy
 from trimroute.policies.features import feature_set
+from trimroute.runner import simulated_engine
+from trimroute.sim.backend import is_sim_correct, simulated_problems
 from trimroute.testing import ScriptedGenerator, ScriptedScorer
 from trimroute.types import Generation, Problem, StepRequest
 

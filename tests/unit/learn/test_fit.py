@@ -15,9 +15,10 @@ from trimroute.learn.fit import (
     kaplan_meier_length_pmf,
     observations_from_labels,
 )
-from trimroute.learn.presets import load_params
-from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
 from trimroute.policies import parse_policy
+from trimroute.runner import simulated_engine
+from trimroute.sim.backend import is_sim_correct, simulated_problems
+from trimroute.sim.presets import load_params
 from trimroute.trajectories import TrajectoryWriter
 
 TRUE_PMF = np.array([0.1, 0.2, 0.3, 0.25, 0.15])

@@ -9,12 +9,13 @@ import pytest
 
 from trimroute.errors import ConfigError
 from trimroute.learn.calibrate import thr_curve
-from trimroute.learn.pomdp_model import POMDPModel, observation_index
-from trimroute.learn.pomdp_solver import solve
-from trimroute.learn.presets import load_params
-from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
 from trimroute.policies import parse_policy
 from trimroute.policies.pomdp import POMDPPolicy, belief_before
+from trimroute.policies.pomdp_model import POMDPModel, observation_index
+from trimroute.policies.pomdp_solver import solve
+from trimroute.runner import simulated_engine
+from trimroute.sim.backend import is_sim_correct, simulated_problems
+from trimroute.sim.presets import load_params
 from trimroute.testing import check_policy
 from trimroute.types import Action, Observation
 

@@ -5,7 +5,7 @@ files under ``trimroute/presets/`` (fitted from ``../shared/calibration`` by ``l
 cited inside each file). ``load_params`` takes a preset name or the path of a self-contained
 ``SimParams`` JSON file (what ``trim fit`` writes)::
 
-    from trimroute.learn.presets import load_params, preset_names
+    from trimroute.sim.presets import load_params, preset_names
     params = load_params("qwen1.5b-7b")       # Qwen2.5-1.5B -> Qwen2.5-7B, PRM on MATH-train
     params.weak.next_step_accuracy            # 0.866
 
@@ -34,7 +34,9 @@ __all__ = [
     "ObservationModel",
     "SimParams",
     "load_params",
+    "one_role_run",
     "preset_names",
+    "step_token_factor",
 ]
 
 STATES = ("S0", "S1", "S2")  # all correct so far / an earlier step wrong / only the current step wrong
@@ -295,3 +297,26 @@ def load_params(preset_or_path: str | Path) -> SimParams:
         except json.JSONDecodeError as e:
             raise ArtifactError(f"simulator parameters {key!r} are not JSON: {e}") from None
     raise ConfigError(f"unknown simulator preset {key!r}; valid: {', '.join(preset_names())} (or a .json path)")
+
+
+def step_token_factor(params: SimParams, role: str) -> float:
+    """Mean tokens of ``role``'s steps when it writes alone, over the mean tokens of a correct step."""
+    z, w = hermegauss(DIFFICULTY_NODES)
+    _, units, steps = one_role_run(params, role, z, w / w.sum())
+    return units / steps
+
+
+def one_role_run(params: SimParams, role: str, z: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
+    """(accuracy, tokens in units of a correct step's mean, steps) when ``role`` writes every step."""
+    p = params.accuracy_at(z, role)
+    h = params.hazard if role == "weak" else params.strong_hazard
+    recovery = params.recovery if role == "strong" else 0.0
+    ok, wrong, acc, tokens, calls = np.ones_like(z), np.zeros_like(z), 0.0, 0.0, 0.0
+    for t in range(params.max_steps):
+        new_ok = ok * p + wrong * recovery
+        new_wrong = ok + wrong - new_ok
+        calls += float(w @ (ok + wrong))
+        tokens += float(w @ (new_ok + params.wrong_token_factor * new_wrong))
+        acc += float(w @ new_ok) * h[t]
+        ok, wrong = new_ok * (1 - h[t]), new_wrong * (1 - h[t])
+    return acc, tokens, calls

@@ -33,15 +33,13 @@ import hashlib
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trimroute.engine import Engine, EngineConfig
 from trimroute.errors import ConfigError
-from trimroute.learn.presets import N_BINS, STATES, SimParams, load_params, score_bin
+from trimroute.sim.presets import N_BINS, STATES, SimParams, load_params, score_bin
 from trimroute.types import FinishReason, Generation, Problem, Scores, Step, StepRequest, Trajectory
 
 if TYPE_CHECKING:
@@ -54,7 +52,6 @@ __all__ = [
     "build_sim_scorer",
     "hidden_state",
     "is_sim_correct",
-    "simulated_engine",
     "simulated_problems",
 ]
 
@@ -190,27 +187,6 @@ class SimScorer:
 
     async def aclose(self) -> None:
         return None
-
-
-def simulated_engine(
-    preset: str | SimParams, seed: int | None = 0, config: EngineConfig | None = None, oracle: bool = False
-) -> Engine:
-    """An ``Engine`` whose weak, strong and scorer are the simulator of ``preset`` (name, path or params).
-
-    ``config`` defaults to the official rules with the preset's max steps; ``seed`` overrides its seed;
-    ``oracle`` swaps in the oracle scorer (run it with ``thr:0.5``).
-    Stable interface: used by ``trim eval --sim``, the POMDP evaluation and RL training.
-    """
-    params = preset if isinstance(preset, SimParams) else load_params(preset)
-    # the simulated text is synthetic, but its draws are keyed by the prompt: ``trim-v0`` is the format the
-    # fitted presets and every simulated result in docs/ were produced with
-    base = config or EngineConfig(max_steps=params.max_steps, concurrency=64, prompt="trim-v0")
-    return Engine(
-        weak=SimGenerator(params, "weak"),
-        strong=SimGenerator(params, "strong"),
-        scorer=SimScorer(params, oracle=oracle),
-        config=replace(base, seed=seed),
-    )
 
 
 def _preset_option(options: dict[str, object], what: str) -> SimParams:

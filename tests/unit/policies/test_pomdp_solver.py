@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from trimroute.errors import ArtifactError, ConfigError
-from trimroute.learn.pomdp_model import POMDPModel
-from trimroute.learn.pomdp_solver import load_solution, solve
-from trimroute.learn.presets import load_params
+from trimroute.policies.pomdp_model import POMDPModel
+from trimroute.policies.pomdp_solver import load_solution, solve
+from trimroute.sim.presets import load_params
 
 OBS = np.array([[0.8, 0.3, 0.2], [0.2, 0.7, 0.8]])  # P(o | S0, S1, S2) with two observations
 

@@ -13,6 +13,9 @@ Beliefs are vectors over (S0, S1, S2); the matrices act on column vectors (next 
 
 Rewards: R for a final step in S0 (regenerating a final step: p_s·R), -λ·E[strong tokens | k] per
 regeneration.
+
+The model is the policy's own: it is built from a simulator preset (``sim.presets``, the world model the
+policy plans in), which is why this policy module imports the simulated backend's parameters.
 """
 
 from __future__ import annotations
@@ -24,8 +27,7 @@ from functools import cached_property
 import numpy as np
 
 from trimroute.errors import ArtifactError, ConfigError
-from trimroute.learn.calibrate import step_token_factor
-from trimroute.learn.presets import N_BINS, SimParams, score_bin
+from trimroute.sim.presets import N_BINS, SimParams, score_bin, step_token_factor
 
 __all__ = ["POMDPModel", "observation_index"]
 

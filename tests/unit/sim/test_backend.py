@@ -7,16 +7,16 @@ from trimroute.config import BackendConfig, ScorerConfig
 from trimroute.engine import EngineConfig
 from trimroute.errors import ConfigError
 from trimroute.generators import build_generator
-from trimroute.learn.presets import load_params
-from trimroute.learn.simulator import (
+from trimroute.policies import parse_policy
+from trimroute.runner import simulated_engine
+from trimroute.scorers import build_scorer
+from trimroute.sim.backend import (
     SimScorer,
     hidden_state,
     is_sim_correct,
-    simulated_engine,
     simulated_problems,
 )
-from trimroute.policies import parse_policy
-from trimroute.scorers import build_scorer
+from trimroute.sim.presets import load_params
 from trimroute.types import Action, Trajectory
 
 PARAMS = load_params("qwen1.5b-7b-processbench")  # every problem alike: closed forms below

@@ -8,7 +8,7 @@ import pytest
 
 from trimroute.errors import ArtifactError, ConfigError
 from trimroute.learn.fit import calibration_components
-from trimroute.learn.presets import load_params, preset_names
+from trimroute.sim.presets import load_params, preset_names
 
 CALIBRATION = Path(__file__).parents[3] / ".." / "shared" / "calibration"
 PRESETS = Path(__file__).parents[3] / "src" / "trimroute" / "presets"

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from trimroute.errors import ArtifactError, ConfigError
-from trimroute.learn.pomdp_model import POMDPModel
+from trimroute.policies.pomdp_model import POMDPModel
 from trimroute.types import Action
 
 __all__ = ["POMDPSolution", "load_solution", "segment_beliefs", "solve"]
