@@ -6,13 +6,18 @@ scoring call ``per_call``. Decode speeds are the Qwen2.5 Speed Benchmark's vLLM 
 A100 80GB, BF16, batch 1, input length 1; QwenLM/Qwen2.5 docs/source/benchmark/speed_benchmark.rst):
 Qwen2.5-1.5B-Instruct 183.33 tokens/s (5.45 ms/token), Qwen2.5-7B-Instruct 84.28 tokens/s (11.87 ms/token).
 The per-call costs are assumptions, not measurements (flags change them): 20 ms per generation call (HTTP,
-scheduling, the prefill of the newest step with prefix caching on) and 60 ms per PRM call (a 7B forward
-pass over the whole history). Same problems, same seeds for every method:
+scheduling) and 60 ms per PRM call (a 7B forward pass over the whole history). Prefill is modelled apart,
+with a prefix cache per server (``LatencyGenerator``): the prompt tokens a server has not seen cost 0.03 ms
+each for the 1.5B and 0.1 ms for the 7B (~33k and ~10k tokens/s: assumptions of the order of compute-bound
+BF16 prefill on one A100); simulated steps are short placeholder texts, so a prompt counts
+``--problem-tokens`` plus ``--step-tokens`` per step it holds. Same problems, same seeds for every method:
 
 - ``weak``, ``strong``: the references;
 - ``thr_sequential``: TRIM-Thr with ``engine.speculate`` off, at the threshold that first reaches 95 % PGR
   on a 0.05 grid in the simulator (the best PGR if none does);
-- ``thr_overlapped``: the same with the weak model's next step started while a proposal is scored.
+- ``thr_overlapped``: the same with the weak model's next step started while a proposal is scored;
+- under ``shadow_prefill`` (beside ``methods``): ``thr_overlapped`` plus ``engine.shadow_prefill``, the strong
+  server's prefix cache warmed with each step's regeneration prompt while the weak model writes it.
 
 ``overlap_identical`` says whether the two TRIM-Thr runs produced the same trajectories apart from timings
 and speculative usage. Wall times are per problem, with ``--concurrency`` problems in flight (sleeps
@@ -35,10 +40,11 @@ import numpy as np
 
 from trimroute import Engine, parse_policy
 from trimroute.config import EngineConfig, sim_config
+from trimroute.generators.base import Generator
 from trimroute.runner import build_engine
 from trimroute.sim.backend import simulated_problems
 from trimroute.testing.latency import LatencyGenerator, LatencyScorer, without_timings
-from trimroute.types import Trajectory
+from trimroute.types import Generation, StepRequest, Trajectory
 
 GRID = [round(0.05 * i, 2) for i in range(21)]
 
@@ -46,6 +52,27 @@ GRID = [round(0.05 * i, 2) for i in range(21)]
 async def route_all(engine: Engine, problems: list, spec: str) -> list[Trajectory]:
     out = {t.problem.id: t async for t in engine.run(problems, parse_policy(spec))}
     return [out[p.id] for p in problems]
+
+
+@dataclasses.dataclass(eq=False)
+class PromptSized:
+    """``inner``'s answers with the prompt tokens of a real chat: the problem's plus a step's per step."""
+
+    inner: Generator
+    problem_tokens: int
+    step_tokens: int
+    model: str = ""
+
+    def __post_init__(self) -> None:
+        self.model = self.inner.model
+
+    async def generate_step(self, request: StepRequest) -> Generation:
+        generation = await self.inner.generate_step(request)
+        prompt_tokens = self.problem_tokens + request.n_steps * self.step_tokens
+        return dataclasses.replace(generation, prompt_tokens=prompt_tokens)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 def accuracy(ts: list[Trajectory]) -> float:
@@ -70,47 +97,56 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     k = reached[0] if reached else max(GRID, key=lambda x: pgr[x])
     print(f"threshold k = {k:g}: PGR {pgr[k]:.1%} ({'first to reach 95 %' if reached else 'none reaches 95 %'})")
 
-    def slowed(speculate: bool) -> Engine:
-        base = build_engine(dataclasses.replace(config, engine=dataclasses.replace(config.engine, speculate=speculate)))
-        return Engine(
-            LatencyGenerator(base.weak, args.weak_call_ms / 1e3, args.weak_token_ms / 1e3, args.scale),
-            LatencyGenerator(base.strong, args.strong_call_ms / 1e3, args.strong_token_ms / 1e3, args.scale),
-            LatencyScorer(base.scorer, args.scorer_call_ms / 1e3, args.scale) if base.scorer else None,
-            base.config,
-        )
+    def slowed(speculate: bool, shadow: bool = False) -> Engine:
+        rules = dataclasses.replace(config.engine, speculate=speculate, shadow_prefill=shadow)
+        base = build_engine(dataclasses.replace(config, engine=rules))
+
+        def model(generator: Generator, role: str) -> LatencyGenerator:
+            sized = PromptSized(generator, args.problem_tokens, args.step_tokens)
+            per_call, per_token, per_prompt_token = (
+                getattr(args, f"{role}_{x}_ms") / 1e3 for x in ("call", "token", "prompt_token")
+            )
+            return LatencyGenerator(sized, per_call, per_token, args.scale, per_prompt_token_s=per_prompt_token)
+
+        scorer = LatencyScorer(base.scorer, args.scorer_call_ms / 1e3, args.scale) if base.scorer else None
+        return Engine(model(base.weak, "weak"), model(base.strong, "strong"), scorer, base.config)
 
     runs = {}
-    for name, spec, speculate in (
-        ("weak", "weak", False),
-        ("strong", "strong", False),
-        ("thr_sequential", f"thr:{k:g}", False),
-        ("thr_overlapped", f"thr:{k:g}", True),
+    for name, spec, speculate, shadow in (
+        ("weak", "weak", False, False),
+        ("strong", "strong", False, False),
+        ("thr_sequential", f"thr:{k:g}", False, False),
+        ("thr_overlapped", f"thr:{k:g}", True, False),
+        ("thr_overlapped_shadow_prefill", f"thr:{k:g}", True, True),
     ):
-        engine = slowed(speculate)
-        runs[name] = await route_all(engine, problems, spec)
-        await engine.aclose()
+        slow = slowed(speculate, shadow)
+        runs[name] = await route_all(slow, problems, spec)
+        await slow.aclose()
 
-    methods = []
-    for name, ts in runs.items():
+    def summary(name: str, ts: list[Trajectory]) -> dict[str, Any]:
         wall = np.array([t.wall_time_s for t in ts]) / args.scale
         first = np.array([t.timing["first_step_s"] for t in ts]) / args.scale
-        methods.append(
-            {
-                "name": name,
-                "accuracy": accuracy(ts),
-                "strong_tokens": float(np.mean([t.strong_tokens for t in ts])),
-                "p50_wall_s": float(np.percentile(wall, 50)),
-                "p95_wall_s": float(np.percentile(wall, 95)),
-                "first_step_s": float(np.percentile(first, 50)),
-            }
-        )
-    identical = [without_timings(t) for t in runs["thr_sequential"]] == [
-        without_timings(t) for t in runs["thr_overlapped"]
-    ]
+        return {
+            "name": name,
+            "accuracy": accuracy(ts),
+            "strong_tokens": float(np.mean([t.strong_tokens for t in ts])),
+            "p50_wall_s": float(np.percentile(wall, 50)),
+            "p95_wall_s": float(np.percentile(wall, 95)),
+            "first_step_s": float(np.percentile(first, 50)),
+        }
+
+    shadowed = runs.pop("thr_overlapped_shadow_prefill")
+    methods = [summary(name, ts) for name, ts in runs.items()]
+    shadow_row = summary("thr_overlapped_shadow_prefill", shadowed)
+
+    def same(a: list[Trajectory], b: list[Trajectory]) -> bool:
+        return [without_timings(t) for t in a] == [without_timings(t) for t in b]
+
+    identical = same(runs["thr_sequential"], runs["thr_overlapped"])
     by = {m["name"]: m for m in methods}
-    for m in methods:
+    for m in (*methods, shadow_row):
         print(
-            f"{m['name']:>15}  acc {m['accuracy']:.1%}  strong tok {m['strong_tokens']:6.1f}  "
+            f"{m['name']:>29}  acc {m['accuracy']:.1%}  strong tok {m['strong_tokens']:6.1f}  "
             f"p50 {m['p50_wall_s']:6.2f} s  p95 {m['p95_wall_s']:6.2f} s  first step {m['first_step_s']:.2f} s  "
             f"p50 / weak {m['p50_wall_s'] / by['weak']['p50_wall_s']:.2f}×  "
             f"/ strong {m['p50_wall_s'] / by['strong']['p50_wall_s']:.2f}×"
@@ -124,7 +160,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "known: a call cancelled in flight has none)"
     )
     print(f"engine time per step outside model waits, overlapped run: {engine_ms:.3f} ms")
-    return {"methods": methods, "overlap_identical": identical}
+    prefill = [t.usage.prefill for t in shadowed]
+    shadowing = {
+        **shadow_row,
+        "identical": same(runs["thr_overlapped"], shadowed),
+        "prefill_calls": sum(u.calls for u in prefill) / len(problems),
+        "prefill_prompt_tokens": sum(u.prompt_tokens for u in prefill) / len(problems),
+    }
+    print(
+        f"shadow prefill: identical {shadowing['identical']}; {shadowing['prefill_calls']:.2f} prefill calls and "
+        f"{shadowing['prefill_prompt_tokens']:.0f} strong prompt tokens per problem"
+    )
+    return {"methods": methods, "overlap_identical": identical, "shadow_prefill": shadowing}
 
 
 if __name__ == "__main__":
@@ -140,6 +187,10 @@ if __name__ == "__main__":
     ap.add_argument("--weak-call-ms", type=float, default=20.0)
     ap.add_argument("--strong-call-ms", type=float, default=20.0)
     ap.add_argument("--scorer-call-ms", type=float, default=60.0)
+    ap.add_argument("--weak-prompt-token-ms", type=float, default=0.03)
+    ap.add_argument("--strong-prompt-token-ms", type=float, default=0.1)
+    ap.add_argument("--problem-tokens", type=int, default=120, help="prompt tokens before the first step")
+    ap.add_argument("--step-tokens", type=int, default=62, help="prompt tokens per step in the pre-fill")
     arguments = ap.parse_args()
     result = asyncio.run(main(arguments))
     arguments.json.parent.mkdir(parents=True, exist_ok=True)

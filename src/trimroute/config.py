@@ -108,6 +108,10 @@ class EngineConfig:
     # start the weak model's next step while the newest proposal is scored (``Engine.solve``): the same
     # trajectories, sooner, on servers that run calls concurrently
     speculate: bool = _where(True)
+    # while the weak model writes a step, send the strong model the prompt a regeneration of that step would
+    # send (one token, thrown away), so a vLLM/SGLang prefix cache already holds it: no trajectory changes,
+    # the strong server prefills every step's prefix (``usage.prefill``); off unless regenerations are slow
+    shadow_prefill: bool = _where(False)
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "max_step_tokens", "max_solution_tokens", "concurrency"):

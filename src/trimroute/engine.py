@@ -194,6 +194,7 @@ class Engine:
         waits = {"weak": 0.0, "strong": 0.0, "scorer": 0.0}  # time the loop waited on each role
         first_step_s: float | None = None
         pending: asyncio.Task[tuple[Step | None, Usage]] | None = None  # the speculative next weak step
+        shadows: list[asyncio.Task[RoleUsage]] = []  # shadow prefills of the strong model, in flight or done
 
         if use_scorer and self.scorer is None:
             raise ConfigError(f"policy {policy.name!r} needs a step scorer; configure one (--scorer)")
@@ -212,6 +213,12 @@ class Engine:
                 return await work
             finally:
                 waits[role] += time.perf_counter() - started
+
+        def shadow(history: list[Step]) -> None:
+            """Warm the strong server for a regeneration of the step about to be written after ``history``."""
+            spent = usage.strong.generated_tokens
+            if cfg.shadow_prefill and policy.fixed_action is None and (cfg.budget is None or cfg.budget > spent):
+                shadows.append(asyncio.create_task(self._prefill(problem, list(history))))  # a copy: steps grows
 
         def max_tokens_after(history: list[Step]) -> int | None:
             """The next step's token limit, or None when the solution must end before it."""
@@ -239,10 +246,11 @@ class Engine:
                         stop = _end_of(step)
                         continue
 
-                if pending is not None:
+                if pending is not None:  # its shadow prefill started with it
                     proposal, spent = await wait("weak", pending)
                     pending, usage = None, usage + spent
                 else:
+                    shadow(steps)
                     proposal, usage = await wait("weak", self._write("weak", problem, steps, max_tokens, None, usage))
                 assert proposal is not None  # no budget applies to the weak model
                 final = _end_of(proposal)
@@ -252,6 +260,7 @@ class Engine:
                     if cfg.speculate and use_scorer and final is None and limit is not None:
                         history = [*steps, proposal]
                         pending = asyncio.create_task(self._write("weak", problem, history, limit, None, Usage()))
+                        shadow(history)
                     scores = (math.nan,) * (len(steps) + 1)
                     if use_scorer:
                         assert self.scorer is not None
@@ -280,13 +289,13 @@ class Engine:
 
                 if action is Action.REGENERATE:
                     if pending is not None and budget_left is None:  # the strong step will replace the proposal
-                        usage, pending = usage + await _abandon(pending), None
+                        usage, pending = usage + await _abandon(pending, "speculative", _weak_spent), None
                     strong_step, usage = await wait(
                         "strong", self._write("strong", problem, steps, max_tokens, budget_left, usage)
                     )
                     if strong_step is not None:
                         if pending is not None:  # it continued the proposal the strong step replaced
-                            usage, pending = usage + await _abandon(pending), None
+                            usage, pending = usage + await _abandon(pending, "speculative", _weak_spent), None
                         discarded.append(replace(proposal, score=score, action=Action.REGENERATE))
                         usage = usage.add("weak", discarded_tokens=proposal.generated_tokens)
                         accept(replace(strong_step, score=score, action=Action.REGENERATE))
@@ -300,6 +309,8 @@ class Engine:
                 pending.cancel()
                 with contextlib.suppress(BaseException):
                     await pending
+            for task in shadows:  # only a cache warm-up: never waited for
+                usage = usage + await _abandon(task, "prefill", lambda spent: spent)
 
         wall = time.perf_counter() - t0
         solution = prompts.SEPARATOR.join(s.text for s in steps)
@@ -324,6 +335,21 @@ class Engine:
         async with self._limit("scorer"):
             result = await self.scorer.score(problem, steps)
         return check_scores(self.scorer.name, result, len(steps))
+
+    async def _prefill(self, problem: Problem, steps: list[Step]) -> RoleUsage:
+        """The strong model's prompt for rewriting the step after ``steps``, with one token to write: the
+        same messages as the regeneration's request, so the server's prefix cache serves that request.
+        Skipped (no usage) while every strong slot is taken."""
+        request = prompts.step_request(
+            problem, [s.text for s in steps], max_tokens=1, seed=None, prompt=prompts.prompt_format(self.config.prompt)
+        )
+        request = replace(request, seed=call_seed(self.config.seed, "strong", request))
+        limit = self._limit("strong")
+        if limit.locked():  # every strong slot is busy: a warm-up must never queue in front of real work
+            return RoleUsage()
+        async with limit:
+            gen = await self.strong.generate_step(request)
+        return RoleUsage(calls=1, prompt_tokens=gen.prompt_tokens, generated_tokens=gen.generated_tokens)
 
     async def _write(
         self,
@@ -392,20 +418,25 @@ class Engine:
         return step, usage
 
 
-async def _abandon(pending: asyncio.Task[tuple[Step | None, Usage]]) -> Usage:
-    """Cancel a speculative weak step that is no longer wanted; its usage, as ``speculative``.
+async def _abandon(task: asyncio.Task[T], bucket: str, spent: Callable[[T], RoleUsage]) -> Usage:
+    """Cancel work started ahead of a decision that is no longer wanted (a speculative weak step, a shadow
+    prefill); its usage, under ``bucket``.
 
-    A finished one is counted in full; one cancelled in flight counts as a call whose tokens are unknown (the
-    server aborts it). Its errors are dropped: the sequential loop would never have made that call."""
-    if not pending.done():
-        pending.cancel()
+    A finished task is counted in full (``spent`` of its result); one cancelled in flight counts as a call
+    whose tokens are unknown (the server aborts it). Its errors are dropped: the sequential loop would never
+    have made that call."""
+    if not task.done():
+        task.cancel()
         with contextlib.suppress(BaseException):
-            await pending
-        return Usage(speculative=RoleUsage(calls=1))
-    if pending.cancelled() or pending.exception() is not None:
+            await task
+        return Usage(**{bucket: RoleUsage(calls=1)})
+    if task.cancelled() or task.exception() is not None:
         return Usage()
-    _, spent = pending.result()
-    return Usage(speculative=spent.weak)
+    return Usage(**{bucket: spent(task.result())})
+
+
+def _weak_spent(written: tuple[Step | None, Usage]) -> RoleUsage:
+    return written[1].weak
 
 
 def _end_of(step: Step) -> StopReason | None:

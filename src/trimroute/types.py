@@ -164,12 +164,15 @@ class Usage:
 
     ``speculative``: weak steps the engine started before a decision and threw away when the proposal was
     regenerated (``EngineConfig.speculate``); they are no role's accepted or discarded tokens.
+    ``prefill``: the strong model's shadow prefills (``EngineConfig.shadow_prefill``): prompts sent ahead of a
+    possible regeneration to warm its prefix cache; their one generated token each is no strong step's.
     """
 
     weak: RoleUsage = RoleUsage()
     strong: RoleUsage = RoleUsage()
     scorer: RoleUsage = RoleUsage()
     speculative: RoleUsage = RoleUsage()
+    prefill: RoleUsage = RoleUsage()
 
     def add(self, role: Role, **counts: int) -> Usage:
         return replace(self, **{role: getattr(self, role) + RoleUsage(**counts)})

@@ -1,4 +1,4 @@
-"""Speculative continuation changes no trajectory, only how soon it is done (issue 15)."""
+"""Speculative continuation and shadow prefill change no trajectory, only how soon it is done (issue 15)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from trimroute.generators.base import Generator
 from trimroute.runner import build_engine
 from trimroute.scorers.base import Scorer
 from trimroute.sim.backend import simulated_problems
-from trimroute.testing import ScriptedGenerator, ScriptedScorer
+from trimroute.testing import ScriptedGenerator, ScriptedScorer, count_tokens
 from trimroute.testing.latency import LatencyGenerator, LatencyScorer, without_timings
 from trimroute.types import Generation, Scores, Step, StepRequest
 
@@ -24,31 +24,54 @@ T = TypeVar("T")
 POLICIES = ["weak", "strong", "random:0.3", "thr:0.5", "thr:0.8", "pomdp:preset=qwen1.5b-7b,lam=2e-3"]
 
 
-def slowed(engine: Engine, speculate: bool) -> Engine:
+def slowed(engine: Engine, speculate: bool, shadow: bool = False) -> Engine:
     """The engine's backends behind a latency model (weak 4 ms/token, strong 12 ms/token, scorer 30 ms)."""
     return Engine(
         LatencyGenerator(engine.weak, 0.002, 0.0004),
         LatencyGenerator(engine.strong, 0.002, 0.0012),
         LatencyScorer(engine.scorer, 0.003) if engine.scorer is not None else None,
-        dataclasses.replace(engine.config, speculate=speculate, concurrency=16),
+        dataclasses.replace(engine.config, speculate=speculate, shadow_prefill=shadow, concurrency=16),
     )
 
 
 @pytest.mark.parametrize("spec", POLICIES)
-async def test_the_simulator_routes_identically_with_and_without_speculation(spec: str) -> None:
+async def test_the_simulator_routes_identically_with_and_without_overlap(spec: str) -> None:
     problems = simulated_problems(40, seed=7)
     runs = {}
-    for speculate in (False, True):
-        engine = slowed(build_engine(sim_config("qwen1.5b-7b")), speculate)
-        runs[speculate] = sorted(
+    for speculate, shadow in ((False, False), (True, False), (False, True), (True, True)):
+        engine = slowed(build_engine(sim_config("qwen1.5b-7b")), speculate, shadow)
+        runs[speculate, shadow] = sorted(
             [t async for t in engine.run(problems, parse_policy(spec))], key=lambda t: t.problem.id
         )
         await engine.aclose()
-    assert [without_timings(t) for t in runs[True]] == [without_timings(t) for t in runs[False]]
-    assert all(t.usage.speculative.generated_tokens == 0 for t in runs[False])
+    sequential = [without_timings(t) for t in runs[False, False]]
+    assert all([without_timings(t) for t in ts] == sequential for ts in runs.values())
+    assert all(t.usage.speculative.generated_tokens == 0 for t in runs[False, False])
+    assert all(t.usage.prefill.calls == 0 for t in (*runs[False, False], *runs[True, False]))
+    routed = spec.startswith(("thr", "pomdp", "random"))
+    # a shadow prefill goes out before every routed weak step; weak-only and strong-only never regenerate
+    assert (sum(t.usage.prefill.calls for t in runs[False, True]) > 0) == routed
     if spec.startswith(("thr", "pomdp")):  # regenerations threw speculative steps away, counted apart
-        assert sum(t.usage.speculative.calls for t in runs[True]) > 0
-        assert sum(t.escalations for t in runs[True]) > 0
+        assert sum(t.usage.speculative.calls for t in runs[True, False]) > 0
+        assert sum(t.escalations for t in runs[True, False]) > 0
+
+
+async def test_a_shadow_prefill_sends_the_regenerations_prompt_to_the_strong_model() -> None:
+    weak = ScriptedGenerator("weak", ["a = 1", "b = wrong", "so \\boxed{2}"])
+    strong = ScriptedGenerator("strong", ["b = 2"])
+    # the weak model takes 20 ms a step: the shadow prefill runs meanwhile, as it would against a server
+    slow_weak = LatencyGenerator(weak, 0.02, 0.0)
+    engine = Engine(slow_weak, strong, ScriptedScorer(), EngineConfig(speculate=False, shadow_prefill=True))
+    t = await engine.solve(Problem("p", "q"), parse_policy("thr:0.5"))
+    assert [s.role for s in t.steps] == ["weak", "strong", "weak"]
+    prefills = [r for r in strong.requests if r.max_tokens == 1]
+    (rewrite,) = [r for r in strong.requests if r.max_tokens > 1]
+    assert [r.n_steps for r in prefills] == [0, 1, 2]  # one as each weak step is written
+    assert rewrite.messages in [r.messages for r in prefills]  # the regeneration found its prompt warmed
+    assert t.usage.prefill.calls == 3 and t.usage.prefill.prompt_tokens == sum(
+        sum(count_tokens(m.content) for m in r.messages) for r in prefills
+    )
+    assert t.usage.strong.calls == 1 and t.usage.strong.generated_tokens == t.steps[1].generated_tokens
 
 
 class Intervals:
