@@ -171,3 +171,25 @@ async def test_speculative_weak_steps_over_http_are_counted_apart(llama_server: 
     served = weak_rec.usage()["calls"]
     # every kept weak step was served; a thrown-away speculation was served unless it was cancelled before sending
     assert t.usage.weak.calls <= served <= t.usage.weak.calls + t.usage.speculative.calls
+
+
+async def test_shadow_prefill_over_http_sends_the_regeneration_prompt_first(llama_server: LlamaServer) -> None:
+    strong_rec = Recording()
+    weak = OpenAIGenerator(backend(llama_server, temperature=0.7))
+    strong = OpenAIGenerator(backend(llama_server, temperature=0.0), transport=strong_rec)
+    judge = JudgeScorer(ScorerConfig(kind="judge", model=llama_server.model, base_url=llama_server.base_url))
+    rules = EngineConfig(max_steps=3, max_step_tokens=128, seed=0, speculate=False, shadow_prefill=True)
+    engine = Engine(weak, strong, judge, rules)
+    try:
+        t = await engine.solve(PROBLEM, OddStepsBelow(1.0))
+    finally:
+        await engine.aclose()
+    bodies = [json.loads(b) for b in strong_rec.sent]
+    prompt = [b.get("messages", b.get("prompt")) for b in bodies]  # chat, or the rendered chat template's text
+    warmups = [(p, a) for p, b, a in zip(prompt, bodies, strong_rec.answers, strict=True) if b["max_tokens"] == 1]
+    rewrites = [p for p, b in zip(prompt, bodies, strict=True) if b["max_tokens"] > 1]
+    assert len(rewrites) == t.usage.strong.calls >= 1
+    # every regeneration's prompt went out as a shadow prefill first (the last step's may be cut off in flight)
+    assert all(messages in [w for w, _ in warmups] for messages in rewrites)
+    served = sum(a["usage"]["prompt_tokens"] for _, a in warmups)
+    assert len(warmups) <= t.usage.prefill.calls and t.usage.prefill.prompt_tokens <= served
