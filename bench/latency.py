@@ -20,9 +20,10 @@ BF16 prefill on one A100); simulated steps are short placeholder texts, so a pro
   server's prefix cache warmed with each step's regeneration prompt while the weak model writes it.
 
 ``overlap_identical`` says whether the two TRIM-Thr runs produced the same trajectories apart from timings
-and speculative usage. Wall times are per problem, with ``--concurrency`` problems in flight (sleeps
-overlap, so the result does not depend on this machine's cores); ``--scale`` shrinks every delay to run
-faster and the figures are scaled back.
+and speculative usage. Wall times are per problem, with ``--concurrency`` problems in flight, on a virtual
+clock (aiotools' ``VirtualClock``: every sleep of the latency model is fast-forwarded and the engine's own
+CPU time counts as zero), so the figures are those of the latency model alone, whatever else loads this
+machine; the engine's own time per step is measured apart, in real time, on the plain simulator.
 
     python bench/latency.py --json bench/results/latency.json
 """
@@ -33,9 +34,12 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import aiotools
 import numpy as np
 
 from trimroute import Engine, parse_policy
@@ -44,14 +48,40 @@ from trimroute.generators.base import Generator
 from trimroute.runner import build_engine
 from trimroute.sim.backend import simulated_problems
 from trimroute.testing.latency import LatencyGenerator, LatencyScorer, without_timings
-from trimroute.types import Generation, StepRequest, Trajectory
+from trimroute.types import Generation, Problem, StepRequest, Trajectory
 
 GRID = [round(0.05 * i, 2) for i in range(21)]
+T = TypeVar("T")
+
+
+async def on_virtual_clock(work: Awaitable[T]) -> T:
+    with aiotools.VirtualClock().patch_loop():
+        return await work
+
+
+@dataclasses.dataclass(frozen=True)
+class Timed:
+    trajectory: Trajectory
+    wall_s: float  # on the event loop's clock (virtual in this benchmark)
+    first_step_s: float
 
 
 async def route_all(engine: Engine, problems: list, spec: str) -> list[Trajectory]:
     out = {t.problem.id: t async for t in engine.run(problems, parse_policy(spec))}
     return [out[p.id] for p in problems]
+
+
+async def timed_all(engine: Engine, problems: list, spec: str, concurrency: int) -> list[Timed]:
+    """Each problem's wall time and time to its first accepted step, on the loop's clock."""
+    loop, slots, policy = asyncio.get_running_loop(), asyncio.Semaphore(concurrency), parse_policy(spec)
+
+    async def one(problem: Problem) -> Timed:
+        async with slots:
+            start, first = loop.time(), []
+            t = await engine.solve(problem, policy, on_step=lambda *_: first.append(loop.time() - start))
+            return Timed(t, loop.time() - start, first[0] if first else loop.time() - start)
+
+    return list(await asyncio.gather(*(one(p) for p in problems)))
 
 
 @dataclasses.dataclass(eq=False)
@@ -86,8 +116,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     engine = EngineConfig(concurrency=args.concurrency, backend_concurrency=roles, prompt="trim-v0")
     config = sim_config(args.preset, engine)
 
-    # the threshold: plain simulator, no latency (fast)
+    # the threshold: plain simulator, no latency
     plain = build_engine(config)
+    started = time.perf_counter()
+    plain_thr = await route_all(plain, problems, "thr:0.5")
+    engine_ms = 1e3 * (time.perf_counter() - started) / sum(len(t.steps) + len(t.discarded) for t in plain_thr)
     r = {spec: accuracy(await route_all(plain, problems, spec)) for spec in ("weak", "strong")}
     pgr = {}
     for k in GRID:
@@ -106,9 +139,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             per_call, per_token, per_prompt_token = (
                 getattr(args, f"{role}_{x}_ms") / 1e3 for x in ("call", "token", "prompt_token")
             )
-            return LatencyGenerator(sized, per_call, per_token, args.scale, per_prompt_token_s=per_prompt_token)
+            return LatencyGenerator(sized, per_call, per_token, per_prompt_token_s=per_prompt_token)
 
-        scorer = LatencyScorer(base.scorer, args.scorer_call_ms / 1e3, args.scale) if base.scorer else None
+        scorer = LatencyScorer(base.scorer, args.scorer_call_ms / 1e3) if base.scorer else None
         return Engine(model(base.weak, "weak"), model(base.strong, "strong"), scorer, base.config)
 
     runs = {}
@@ -120,27 +153,26 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         ("thr_overlapped_shadow_prefill", f"thr:{k:g}", True, True),
     ):
         slow = slowed(speculate, shadow)
-        runs[name] = await route_all(slow, problems, spec)
+        runs[name] = await timed_all(slow, problems, spec, args.concurrency)
         await slow.aclose()
 
-    def summary(name: str, ts: list[Trajectory]) -> dict[str, Any]:
-        wall = np.array([t.wall_time_s for t in ts]) / args.scale
-        first = np.array([t.timing["first_step_s"] for t in ts]) / args.scale
+    def summary(name: str, timed: list[Timed]) -> dict[str, Any]:
+        ts = [x.trajectory for x in timed]
         return {
             "name": name,
             "accuracy": accuracy(ts),
             "strong_tokens": float(np.mean([t.strong_tokens for t in ts])),
-            "p50_wall_s": float(np.percentile(wall, 50)),
-            "p95_wall_s": float(np.percentile(wall, 95)),
-            "first_step_s": float(np.percentile(first, 50)),
+            "p50_wall_s": float(np.percentile([x.wall_s for x in timed], 50)),
+            "p95_wall_s": float(np.percentile([x.wall_s for x in timed], 95)),
+            "first_step_s": float(np.percentile([x.first_step_s for x in timed], 50)),
         }
 
     shadowed = runs.pop("thr_overlapped_shadow_prefill")
     methods = [summary(name, ts) for name, ts in runs.items()]
     shadow_row = summary("thr_overlapped_shadow_prefill", shadowed)
 
-    def same(a: list[Trajectory], b: list[Trajectory]) -> bool:
-        return [without_timings(t) for t in a] == [without_timings(t) for t in b]
+    def same(a: list[Timed], b: list[Timed]) -> bool:
+        return [without_timings(x.trajectory) for x in a] == [without_timings(x.trajectory) for x in b]
 
     identical = same(runs["thr_sequential"], runs["thr_overlapped"])
     by = {m["name"]: m for m in methods}
@@ -151,16 +183,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             f"p50 / weak {m['p50_wall_s'] / by['weak']['p50_wall_s']:.2f}×  "
             f"/ strong {m['p50_wall_s'] / by['strong']['p50_wall_s']:.2f}×"
         )
-    steps = sum(len(t.steps) + len(t.discarded) for t in runs["thr_overlapped"])
-    engine_ms = 1e3 * sum(t.timing["engine_s"] for t in runs["thr_overlapped"]) / steps  # real time: not scaled
-    thrown = [t.usage.speculative for t in runs["thr_overlapped"]]
+    thrown = [x.trajectory.usage.speculative for x in runs["thr_overlapped"]]
     print(
         f"overlap identical: {identical}; thrown-away speculative weak calls per problem "
         f"{sum(u.calls for u in thrown) / len(problems):.2f} ({sum(u.generated_tokens for u in thrown)} tokens "
         "known: a call cancelled in flight has none)"
     )
-    print(f"engine time per step outside model waits, overlapped run: {engine_ms:.3f} ms")
-    prefill = [t.usage.prefill for t in shadowed]
+    print(f"engine + simulated backends, real CPU time per step (thr:0.5, no latency): {engine_ms:.3f} ms")
+    prefill = [x.trajectory.usage.prefill for x in shadowed]
     shadowing = {
         **shadow_row,
         "identical": same(runs["thr_overlapped"], shadowed),
@@ -181,7 +211,6 @@ if __name__ == "__main__":
     ap.add_argument("--problems", type=int, default=500)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--scale", type=float, default=0.05, help="multiply every delay (results are scaled back)")
     ap.add_argument("--weak-token-ms", type=float, default=1000 / 183.33)
     ap.add_argument("--strong-token-ms", type=float, default=1000 / 84.28)
     ap.add_argument("--weak-call-ms", type=float, default=20.0)
@@ -192,7 +221,7 @@ if __name__ == "__main__":
     ap.add_argument("--problem-tokens", type=int, default=120, help="prompt tokens before the first step")
     ap.add_argument("--step-tokens", type=int, default=62, help="prompt tokens per step in the pre-fill")
     arguments = ap.parse_args()
-    result = asyncio.run(main(arguments))
+    result = asyncio.run(on_virtual_clock(main(arguments)))
     arguments.json.parent.mkdir(parents=True, exist_ok=True)
     arguments.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written {arguments.json}")
