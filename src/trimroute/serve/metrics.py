@@ -56,6 +56,8 @@ class Metrics:
             self.tokens.labels(role, "discarded").inc(usage.discarded_tokens)
         # weak steps started before a decision and thrown away (engine.speculate)
         self.tokens.labels("weak", "speculative").inc(trajectory.usage.speculative.generated_tokens)
+        # the strong server's prefix-cache warm-ups (engine.shadow_prefill)
+        self.tokens.labels("strong", "prefill").inc(trajectory.usage.prefill.prompt_tokens)
         self.escalations.inc(trajectory.escalations)
 
     def render(self) -> bytes:
