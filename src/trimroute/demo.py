@@ -24,12 +24,12 @@ DEFAULTS: dict[str, Any] = {
     "strong": "qwen2.5-coder-1.5b-instruct",
     "scorer": "likelihood",
     "dataset": "gsm8k-offline",
-    "n": 4,
+    "n": 3,
     "quantiles": (0.25,),
     # the strong model writes long first steps: below 256 tokens strong-only is cut short and fails
     "max_steps": 16,
     "max_step_tokens": 256,
-    "max_solution_tokens": 768,
+    "max_solution_tokens": 640,
 }
 
 
