@@ -41,8 +41,9 @@ def test_eval_runs_every_baseline_and_a_threshold_sweep(llama_server: LlamaServe
     metrics = json.loads((run / "metrics.json").read_text())
     points = json.loads((run / "points.json").read_text())
     methods = {p["method"] for p in points}
-    assert methods == {"weak", "strong", "thr", "random:matched", "automix:min", "query:sw", "query:mf", "query:bert",
-                       "oracle"}  # fmt: skip
+    # SmolLM2 solves no GSM8K problem as either role, so matrix factorisation has no battle with a winner to
+    # learn from: its curve is left out and the report says why
+    assert methods == {"weak", "strong", "thr", "random:matched", "automix:min", "query:sw", "query:bert", "oracle"}
     assert sum(p["method"] == "thr" for p in points) == 5
     # every metric is what the saved trajectories say
     for p in points:
@@ -62,7 +63,8 @@ def test_eval_runs_every_baseline_and_a_threshold_sweep(llama_server: LlamaServe
     calls = metrics["calls"]
     assert sum(calls["made"].values()) * 3 < sum(calls["alone"].values())
     report = (run / "report.md").read_text()
-    assert "Model calls:" in r.output and "query:bert" in report and "cross-fitted (5 folds)" in report
+    assert "Model calls:" in r.output and "query:bert cross-fitted (5 folds)" in report
+    assert "query:mf not trained: matrix factorisation learns from problems only one model solves" in report
 
     rebuilt = invoke("report", str(run), "--bootstrap", "50")
     assert rebuilt.exit_code == 0, rebuilt.output

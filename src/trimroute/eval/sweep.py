@@ -413,19 +413,27 @@ async def _baseline(
     weak: Sequence[Trajectory],
     strong: Sequence[Trajectory],
     verifier: Callable[[Sequence[Trajectory]], Awaitable[Mapping[str, float]]] | None = None,
-) -> np.ndarray:
+) -> np.ndarray | None:
     """Scores of the evaluated problems by baseline ``name``, trained on the training run when there is
-    one and cross-fitted otherwise; ``verifier`` gives AutoMix's verifier score of each weak solution."""
+    one and cross-fitted otherwise; ``verifier`` gives AutoMix's verifier score of each weak solution.
+
+    None when the training data cannot train it (e.g. matrix factorisation without a problem that only
+    one model solves): the curve is left out and the report says why, instead of failing the sweep."""
     evaluation, outcomes = examples_from(weak, strong, await verifier(weak) if verifier else None)
     train = None
     if sweep.training is not None:
         t = sweep.training
         train = examples_from(t.weak, t.strong, await verifier(t.weak) if verifier else None)
     folds, seed = sweep.options.router_folds, sweep.options.seed
-    result = await asyncio.to_thread(
-        score_baseline, name, evaluation, train=train, evaluation_outcomes=outcomes, embed=sweep.embed,
-        folds=folds, seed=seed,
-    )  # fmt: skip
+    try:
+        result = await asyncio.to_thread(
+            score_baseline, name, evaluation, train=train, evaluation_outcomes=outcomes, embed=sweep.embed,
+            folds=folds, seed=seed,
+        )  # fmt: skip
+    except DataError as e:
+        sweep.trained(family, f"not trained: {e}")
+        sweep.run.drop_points(family, [])
+        return None
     sweep.trained(family, sweep.training.describe() if sweep.training is not None else result.training)
     return result.scores
 
@@ -453,6 +461,8 @@ async def _automix(sweep: _Sweep, method: AutoMix, weak: list[Trajectory], stron
         return aggregates if trajectories is weak else (await _verifier(sweep, trajectories, method.aggregate))[1]
 
     scores = await _baseline(sweep, "automix", method.family, weak, strong, verifier)
+    if scores is None:
+        return
     scored = [
         replace(
             w, steps=tuple(replace(s, score=v) for s, v in zip(w.steps, step_scores[w.problem.id].values, strict=True))
@@ -473,6 +483,8 @@ async def _automix(sweep: _Sweep, method: AutoMix, weak: list[Trajectory], stron
 async def _query_router(sweep: _Sweep, method: QueryRouter, weak: list[Trajectory], strong: list[Trajectory]) -> None:
     """A RouteLLM router decides from the problem text alone: strong-only where its score >= t."""
     scores = await _baseline(sweep, method.kind, method.family, weak, strong)
+    if scores is None:
+        return
 
     def route(i: int, to_strong: bool, name: str) -> Trajectory:
         meta = {"router_score": float(scores[i])}

@@ -282,3 +282,10 @@ async def test_a_training_run_must_be_disjoint_finished_and_made_with_the_same_m
         load_training(tmp_path / "train")
     with pytest.raises(DataError, match="not a trim eval run directory"):
         load_training(tmp_path / "missing")
+
+
+async def test_a_baseline_the_training_run_cannot_train_is_left_out_and_reported(tmp_path: Path) -> None:
+    await sweep(tmp_path, [], problems=TRAIN, name="train")  # the weak model solves all: no battle has a winner
+    results, *_ = await sweep(tmp_path, ["query:mf oracle"], training=load_training(tmp_path / "train"))
+    assert "query:mf" not in results["curves"] and "oracle" in results["curves"]
+    assert results["baseline_training"]["query:mf"].startswith("not trained: matrix factorisation learns from")
