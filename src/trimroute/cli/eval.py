@@ -20,6 +20,7 @@ from trimroute.eval.methods import Method, parse_methods
 from trimroute.eval.results import PLOT_NAME
 from trimroute.eval.rundir import RunDir
 from trimroute.eval.sweep import SweepOptions, evaluate
+from trimroute.eval.training import TrainingRun, load_training
 from trimroute.types import Problem
 
 DEFAULT_METHODS = "thr:0,0.1,...,1 random:matched automix oracle"
@@ -35,6 +36,7 @@ def run_eval(
     cache: Path | None,
     prices: dict,
     options: SweepOptions,
+    training: TrainingRun | None = None,
 ) -> dict[str, Any]:
     """The sweep with progress bars (and, with ``options.live``, one problem streamed), then its tables."""
     with RichSweepProgress(console) as progress:
@@ -49,6 +51,7 @@ def run_eval(
                 prices=prices,
                 options=options,
                 progress=progress,
+                training=training,
             )  # fmt: skip
         )
     print_results(results, options.title, run.config().get("notes"))
@@ -96,13 +99,23 @@ def eval_(
     no_cache: Annotated[bool, typer.Option(help="Call the models for every point (no call cache).")] = False,
     prices: Annotated[Path | None, typer.Option(help="Price table: model -> {input, output} $ per M tokens.")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for confidence intervals.")] = 1000,
-    router_folds: Annotated[int, typer.Option(help="Cross-fitting folds of the query routers.")] = 5,
+    train: Annotated[
+        Path | None,
+        typer.Option(
+            help="Train AutoMix and the query routers on this trim eval run's weak-only and strong-only results "
+            "(same models, other problems); default: cross-fit them on the evaluated problems."
+        ),
+    ] = None,
+    router_folds: Annotated[int, typer.Option(help="Cross-fitting folds of the baselines (without --train).")] = 5,
+    budget_pilots: Annotated[
+        int, typer.Option(help="Random runs the search of each random:matched budget may make.")
+    ] = 6,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Set a config key: engine.max_steps=8")] = None,
     live: Annotated[bool, typer.Option(help="Stream one problem of the first step-routing point, step by step.")] = (
         False
     ),
 ) -> None:
-    """Run methods (weak, strong, thr:0,0.1,...,1, random:matched, automix, query:knn, oracle, any policy)
+    """Run methods (weak, strong, thr:0,0.1,...,1, random:matched, automix, query:sw|mf|bert, oracle, any policy)
     over a dataset; write trajectories, metrics.json, report.md and the accuracy–cost plot."""
     from trimroute.data.datasets import load_dataset
     from trimroute.eval.prices import load_prices, role_prices
@@ -117,8 +130,9 @@ def eval_(
             seed=seed, concurrency=concurrency,
         )  # fmt: skip
         parsed = parse_methods(methods or [DEFAULT_METHODS])
-        if bootstrap < 1 or router_folds < 2:
-            raise ConfigError("--bootstrap must be >= 1 and --router-folds >= 2")
+        if bootstrap < 1 or router_folds < 2 or budget_pilots < 1:
+            raise ConfigError("--bootstrap and --budget-pilots must be >= 1 and --router-folds >= 2")
+        training = load_training(train) if train is not None else None
         data_seed = config.engine.seed or 0
         if sim is not None:
             from trimroute.sim.backend import simulated_problems
@@ -140,7 +154,10 @@ def eval_(
                 "problem_field": problem_field, "answer_field": answer_field}  # fmt: skip
         cache_path = None if no_cache else (cache or run.path / "cache.sqlite")
         options = SweepOptions(
-            n_resamples=bootstrap, router_folds=router_folds, seed=data_seed,
+            n_resamples=bootstrap, router_folds=router_folds, budget_pilots=budget_pilots, seed=data_seed,
             title=f"trim eval · {Path(dataset).name}", live=live,
         )  # fmt: skip
-        run_eval(config, problems, parsed, run, dataset=data, cache=cache_path, prices=table, options=options)
+        run_eval(
+            config, problems, parsed, run, dataset=data, cache=cache_path, prices=table, options=options,
+            training=training,
+        )  # fmt: skip

@@ -55,15 +55,11 @@ def summary_tables(results: Mapping[str, Any], title: str) -> list[Table]:
 def print_results(results: Mapping[str, Any], title: str, notes: Mapping[str, Any] | None = None) -> None:
     for table in summary_tables(results, title):
         console.print(table)
-    for random, thr in ((notes or {}).get("matched_random") or {}).items():
-        pts = results["points"]
-        if random in pts and thr in pts:
-            console.print(
-                Text(
-                    f"{random} is matched to the budget of {thr}: {number(pts[random]['mean_strong_tokens'])} vs "
-                    f"{number(pts[thr]['mean_strong_tokens'])} strong tokens per problem"
-                )
-            )
+    for thr, search in ((notes or {}).get("budget_matches") or {}).items():
+        if search["random"] in results["points"] and thr in results["points"]:
+            console.print(Text(f"budget of {thr}: {search['describe']}"))
+    for family, training in (results.get("baseline_training") or {}).items():
+        console.print(Text(f"{family}: {training}"))
     line = calls_line(results)
     if line is not None:
         console.print(Text(line))
@@ -85,7 +81,8 @@ def report(
         first = RunDir(runs[0])
         prices = {r: Price(*v) for r, v in first.config().get("prices", {}).items()}
         calls = {f"{Path(r).name}/{k}": v for r in runs for k, v in RunDir(r).calls().items()}
-        results = compute_metrics(points, prices=prices or None, cache_calls=calls, n_resamples=bootstrap)
+        notes = first.config().get("notes") if len(runs) == 1 else None
+        results = compute_metrics(points, prices=prices or None, cache_calls=calls, n_resamples=bootstrap, notes=notes)
         title = "trim report · " + ", ".join(Path(r).name for r in runs)
         if len(runs) == 1:
             title = f"trim eval · {Path(first.config()['dataset']['spec']).name}"

@@ -9,12 +9,18 @@ A spec names a method (one curve of the report) and, for swept methods, its poin
 - ``thr:quantile=0.1,0.25``: TRIM-Thr at thresholds set to those quantiles of the scores of the weak
   steps (scored by a ``thr:0`` point, which keeps every weak step), so each escalates about that share of
   steps whatever the scorer's scale;
-- ``random:matched``: random step routing at the mean strong-token budget of each ``thr`` point;
-- ``automix[:prod|min][:THRESHOLDS]``: AutoMix-PRM, whole-problem escalation on the aggregated PRM score;
-- ``query:knn|logreg[:THRESHOLDS]``: RouteLLM-style query router on problem-text embeddings;
+- ``random:matched``: random step routing at the mean strong-token budget of each ``thr`` point, p found
+  by bisection (``eval.matching``) until the budgets agree within ±2 %;
+- ``automix[:prod|min][:THRESHOLDS]``: AutoMix-PRM (``baselines.automix``): the product or minimum of the
+  PRM's step scores of the weak solution is the verifier score, and the problem is escalated, after the weak
+  solution, where P(only strong solves it | score bin) >= t;
+- ``query:sw|mf|bert[:THRESHOLDS]``: RouteLLM's similarity-weighted ranking, matrix factorisation and BERT
+  classifier (``baselines``): the problem goes to strong-only where the router's score >= t;
 - ``oracle``: the oracle query router (upper bound of every query-level router).
 
-Without thresholds, the whole-problem routers are swept over the quantiles of their own scores.
+AutoMix and the query routers are trained on the weak-only and strong-only results of a separate training
+run (``trim eval --train RUN``), or cross-fitted on the evaluated problems without one. Without thresholds,
+they are swept over the quantiles of their own scores.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ __all__ = [
 ]
 
 AUTOMIX_AGGREGATES = ("prod", "min")
-QUERY_ROUTERS = ("knn", "logreg")
+QUERY_ROUTERS = ("sw", "mf", "bert")  # baselines.BASELINES without automix
 
 
 @dataclass(frozen=True)
@@ -64,14 +70,15 @@ class QuantileThresholds:
 
 @dataclass(frozen=True)
 class MatchedRandom:
-    """Random routing with p = C̄(thr point) / C̄(strong-only), one point per ``thr`` point (DESIGN.md §5)."""
+    """Random routing at the mean strong tokens of each ``thr`` point, within ±2 % (DESIGN.md §5)."""
 
     family: str = "random:matched"
 
 
 @dataclass(frozen=True)
 class AutoMix:
-    """AutoMix-PRM: escalate the whole problem when the aggregated step score of the weak solution < t."""
+    """AutoMix-PRM: escalate the whole problem, after its weak solution, where P(only strong solves it | the
+    bin of the weak solution's aggregated step score) >= t."""
 
     aggregate: str
     thresholds: tuple[float, ...] | None
@@ -83,7 +90,7 @@ class AutoMix:
 
 @dataclass(frozen=True)
 class QueryRouter:
-    """A classifier on problem embeddings predicting weak success; escalate when P(weak correct) < t."""
+    """A RouteLLM router on the problem text (``sw``, ``mf``, ``bert``); strong-only where its score >= t."""
 
     kind: str
     thresholds: tuple[float, ...] | None

@@ -180,8 +180,10 @@ def compute_metrics(
     cache_calls: Mapping[str, Mapping[str, Mapping[str, int]]] | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
+    notes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every metric of DESIGN.md §6 for ``points`` (which must include the ``weak`` and ``strong`` points)."""
+    """Every metric of DESIGN.md §6 for ``points`` (which must include the ``weak`` and ``strong`` points);
+    ``notes`` (a run's ``config.json`` notes) says how the query-level baselines were trained."""
     weak, strong = _reference(points, "weak").trajectories, _reference(points, "strong").trajectories
     ids = sorted(t.problem.id for t in weak)
     for p in points:
@@ -254,6 +256,7 @@ def compute_metrics(
         "oracle_band": oracle_band,
         "budget_matches": _budget_matches(points, summaries, n_resamples=n_resamples, seed=seed),
         "versus_baseline": _versus_best_baseline(curves, curve_runs, weak, strong, n_resamples=n_resamples, seed=seed),
+        "baseline_training": dict((notes or {}).get("baseline_training") or {}),
         "calls": _calls(points, cache_calls or {}),
     }
 
@@ -308,6 +311,9 @@ def render_markdown(results: Mapping[str, Any], title: str = "trim eval") -> str
             apgr = f"{percent(c['apgr'])} {_interval(c['apgr_ci'], percent)}".strip()
             lines.append(f"| {method} | {' | '.join(cells)} | {dibc} | {apgr} | {percent(c['reach'], 0)} |")
         lines += ["", CURVES_NOTE]
+    training = results.get("baseline_training")
+    if training:
+        lines += ["", "Query-level baselines: " + "; ".join(f"{k} {v}" for k, v in training.items()) + "."]
     versus = results.get("versus_baseline")
     if versus and versus["ratios"]:
         cells = [

@@ -112,17 +112,32 @@ class RunDir:
         config.setdefault("notes", {})[key] = value
         write_json(self.config_path, config)
 
-    def add_point(self, name: str, method: str) -> PointEntry:
+    def entry(self, name: str, method: str) -> PointEntry:
+        """The point's entry, registered or not (a pilot run keeps its file without joining a curve)."""
         for p in self.points:
             if p.name == name and p.method == method:
                 return p
-        files = {p.file for p in self.points if p.name != name}
         entry = PointEntry(name, method, _file_name(name))
-        if entry.file in files:
+        if entry.file in {p.file for p in self.points if p.name != name}:
             raise ConfigError(f"point {name!r} would share a trajectory file with another point; rename it")
-        self.points.append(entry)
-        write_json(self.path / "points.json", [p.to_dict() for p in self.points])
         return entry
+
+    def add_point(self, name: str, method: str) -> PointEntry:
+        entry = self.entry(name, method)
+        if entry not in self.points:
+            self.points.append(entry)
+            self._save_points()
+        return entry
+
+    def drop_points(self, method: str, keep: Sequence[str]) -> None:
+        """Unregister the points of ``method`` not named in ``keep`` (a derived curve whose thresholds moved)."""
+        kept = [p for p in self.points if p.method != method or p.name in keep]
+        if kept != self.points:
+            self.points = kept
+            self._save_points()
+
+    def _save_points(self) -> None:
+        write_json(self.path / "points.json", [p.to_dict() for p in self.points])
 
     def file(self, entry: PointEntry) -> Path:
         return self.path / entry.file

@@ -4,8 +4,10 @@ Engine-run points (weak, strong, every policy point, random at matched budget) g
 routing loop (``Engine.run``) behind the call cache, so the points of a sweep share every identical
 prefix: the engine seeds each call from its exact prefix, and a repeated call is a cache hit. The
 query-level baselines (AutoMix-PRM, query routers, oracle) are assembled from the weak-only and
-strong-only trajectories with the same cost accounting (``eval.derived``). Then the metrics, the
-Markdown report and the plot are written from the saved trajectories (``eval.results``).
+strong-only trajectories with the same cost accounting (``eval.derived``); they are trained on a separate
+training run when one is given (``eval.training``) and cross-fitted on the evaluated problems otherwise.
+Then the metrics, the Markdown report and the plot are written from the saved trajectories
+(``eval.results``).
 
 The sweep is generic over how the engine was built (real servers, a simulator): it takes an ``Engine``,
 or a ``RunConfig`` through ``evaluate`` (what ``trim eval`` and ``trim demo`` call). Progress, and the steps of
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,9 @@ from trimroute.config import RunConfig, run_identity, to_dict
 from trimroute.engine import Engine
 from trimroute.errors import ConfigError, DataError
 from trimroute.eval import derived
+from trimroute.eval.baselines import Embedder, examples_from, memoized, score_baseline
+from trimroute.eval.baselines.base import minilm
+from trimroute.eval.matching import match_budget
 from trimroute.eval.methods import (
     AutoMix,
     MatchedRandom,
@@ -40,10 +45,11 @@ from trimroute.eval.methods import (
 from trimroute.eval.metrics import Price
 from trimroute.eval.results import PointData, compute_metrics, write_results
 from trimroute.eval.rundir import PointEntry, RunDir
+from trimroute.eval.training import TrainingRun
 from trimroute.policies import parse_policy
 from trimroute.runner import build_engine, route
 from trimroute.store import CallStore
-from trimroute.types import Problem, Role, Step, Trajectory, Usage
+from trimroute.types import Problem, Role, Scores, Step, Trajectory, Usage
 
 __all__ = ["SweepOptions", "SweepProgress", "evaluate", "finish_run", "quantile_thresholds", "run_sweep"]
 
@@ -53,7 +59,8 @@ class SweepOptions:
     """Knobs of the sweep that do not change its trajectories."""
 
     n_resamples: int = 1000  # bootstrap resamples for the confidence intervals
-    router_folds: int = 5  # cross-fitting folds of the query routers
+    router_folds: int = 5  # cross-fitting folds of the query-level baselines (without a training run)
+    budget_pilots: int = 6  # random runs the search of one matched budget may make (eval.matching)
     seed: int = 0  # bootstrap and fold assignment
     title: str = "trim eval"
     live: bool = False  # stream one problem of the first step-routing point (SweepProgress.live / .step)
@@ -106,19 +113,23 @@ class _Sweep:
         store: CallStore | None,
         options: SweepOptions,
         progress: SweepProgress,
+        training: TrainingRun | None,
     ) -> None:
         self.engine, self.problems, self.run, self.store = engine, problems, run, store
-        self.options, self.progress = options, progress
+        self.options, self.progress, self.training = options, progress, training
         self.ids = [p.id for p in problems]
-        self._embeddings: Any = None
+        self.embed: Embedder = memoized(minilm)  # SW and MF embed the same problems
         self.live_shown = not options.live
 
-    async def engine_point(self, spec: str, method: str, live: tuple[Problem, str] | None = None) -> list[Trajectory]:
+    async def engine_point(
+        self, spec: str, method: str, live: tuple[Problem, str] | None = None, *, register: bool = True
+    ) -> list[Trajectory]:
         """Run one policy over the problems not yet in its file; return all of its trajectories.
 
-        ``live``: a problem to route first with its steps streamed, and why it was picked."""
+        ``live``: a problem to route first with its steps streamed, and why it was picked. ``register``:
+        add the point to its method's curve (a budget search's pilot keeps its file but joins no curve)."""
         policy = parse_policy(spec)
-        entry = self.run.add_point(policy.name, method)
+        entry = self.run.add_point(policy.name, method) if register else self.run.entry(policy.name, method)
         problems, on_step = list(self.problems), None
         if live is not None:
             problem, why = live
@@ -147,25 +158,23 @@ class _Sweep:
         return [by_id[i] for i in self.ids if i in by_id]
 
     def derived_points(self, method: str, names_and_routes: Sequence[tuple[str, Callable[[int], Trajectory]]]) -> None:
-        """Write each derived point unless its file is already complete (it is a pure function of inputs)."""
+        """Write the points of a derived curve, replacing the curve's earlier points: they are cheap and
+        depend on how the router was trained, which may differ from the last invocation."""
         self.progress.grow(len(names_and_routes))
         self.progress.point(method, len(names_and_routes), 0)
         for name, derive in names_and_routes:
-            entry = self.run.add_point(name, method)
-            if [t.problem.id for t in self.point(entry)] != self.ids:
-                path = self.run.file(entry)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_text("".join(derive(i).to_json() + "\n" for i in range(len(self.ids))), encoding="utf-8")
-                tmp.replace(path)
+            path = self.run.file(self.run.add_point(name, method))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(derive(i).to_json() + "\n" for i in range(len(self.ids))), encoding="utf-8")
+            tmp.replace(path)
             self.progress.advance()
+        self.run.drop_points(method, [name for name, _ in names_and_routes])
 
-    def embeddings(self) -> Any:
-        from trimroute.eval.query_router import embed
-
-        if self._embeddings is None:
-            self._embeddings = embed([p.text for p in self.problems])
-        return self._embeddings
+    def trained(self, family: str, training: str) -> None:
+        """Record how a baseline was trained (``notes.baseline_training``; the report prints it)."""
+        notes = self.run.config().get("notes", {}).get("baseline_training", {})
+        self.run.note("baseline_training", {**notes, family: training})
 
 
 async def run_sweep(
@@ -179,17 +188,22 @@ async def run_sweep(
     prices: Mapping[Role, Price] | None = None,
     options: SweepOptions | None = None,
     progress: SweepProgress | None = None,
+    training: TrainingRun | None = None,
 ) -> dict[str, Any]:
     """Run ``methods`` over ``problems`` into ``run`` (resuming what is there) and return its metrics.
 
     ``setup`` describes how ``engine`` was built (models, scorer, engine rules) and the dataset; it is
     saved in ``config.json`` and must match when the run resumes. ``store`` is the call cache the engine's
     calls go through (``runner.build_engine(config, cache=store)``): its counters go to ``calls.json``.
+    ``training``: the run the query-level baselines learn from (``setup["setup"]`` must be its setup;
+    no shared problem); without it they are cross-fitted on ``problems``.
     """
     options = options or SweepOptions()
     progress = progress or SweepProgress()
     if not problems:
         raise DataError("the dataset has no problems")
+    if training is not None:
+        training.check([p.id for p in problems], setup)
     run.start(
         {
             **setup,
@@ -201,7 +215,7 @@ async def run_sweep(
     _check_scorer(engine, methods)
     n = len(problems)
     progress.grow(n * sum(len(m.specs) for m in methods if isinstance(m, PolicyPoints)))
-    sweep = _Sweep(engine, problems, run, store, options, progress)
+    sweep = _Sweep(engine, problems, run, store, options, progress, training)
     results: dict[str, list[list[Trajectory]]] = {}
     for method in methods:
         if isinstance(method, PolicyPoints):
@@ -235,6 +249,7 @@ async def evaluate(
     prices: Mapping[Role, Price] | None = None,
     options: SweepOptions | None = None,
     progress: SweepProgress | None = None,
+    training: TrainingRun | None = None,
 ) -> dict[str, Any]:
     """``trim eval``: ``run_sweep`` with the engine built from ``config``, behind the call cache at ``cache``
     (the result then also says how many calls this invocation made and took from the cache).
@@ -252,7 +267,7 @@ async def evaluate(
     try:
         results = await run_sweep(
             engine, problems, methods, run, setup=setup, store=store, prices=prices, options=options,
-            progress=progress,
+            progress=progress, training=training,
         )  # fmt: skip
         if store is not None:  # this invocation's calls (metrics.json sums every invocation's)
             stats = store.stats.values()
@@ -344,69 +359,138 @@ def _regenerating_problem(problems: Sequence[Problem], scored: Sequence[Trajecto
 async def _matched_random(
     sweep: _Sweep, method: MatchedRandom, thr: Sequence[Sequence[Trajectory]], strong: Sequence[Trajectory]
 ) -> None:
-    """Random routing with p = C̄(thr point) / C̄(strong-only): the same mean strong-token budget."""
-    c_strong = sum(t.strong_tokens for t in strong) / len(strong)
+    """Random routing at each thr point's mean strong tokens: p searched by bisection (``match_budget``)
+    from p = C̄(thr) / C̄(strong-only). Pilot runs keep their files (a rerun makes no call) but join no
+    curve; the closest p of each search is the point, and ``notes.budget_matches`` says how close it is."""
+    c_strong = _mean_strong_tokens(strong)
     if c_strong <= 0:
         raise DataError("the strong-only run produced no strong tokens: cannot match a budget")
-    matches: dict[float, str] = {}  # p -> the (first) thr point whose budget it matches
+
+    async def spent(p: float) -> float:
+        sweep.progress.grow(len(sweep.problems))
+        return _mean_strong_tokens(await sweep.engine_point(f"random:{p:g}", method.family, register=False))
+
+    matches: dict[str, str] = {}  # random point -> the (first) thr point whose budget it matches
+    searches: dict[str, Any] = {}
     for point in thr:
-        p = round(min(1.0, sum(t.strong_tokens for t in point) / len(point) / c_strong), 3)
-        if p > 0:  # random:0 is weak-only again
-            matches.setdefault(p, point[0].policy)
-    sweep.progress.grow(len(matches) * len(sweep.problems))
-    for p in sorted(matches):
-        await sweep.engine_point(f"random:{p:g}", method.family)
-    sweep.run.note("matched_random", {f"random:{p:g}": matches[p] for p in sorted(matches)})
+        target = _mean_strong_tokens(point)
+        if target <= 0:  # thr:0 and thresholds that never fire: random:0 is weak-only again
+            continue
+        found = await match_budget(
+            spent, target, first=min(1.0, target / c_strong), max_pilots=sweep.options.budget_pilots
+        )
+        name = sweep.run.add_point(f"random:{found.p:g}", method.family).name
+        matches.setdefault(name, point[0].policy)
+        searches[point[0].policy] = {
+            "random": name, "target": found.target, "achieved": found.budget, "matched": found.matched,
+            "pilots": [list(pb) for pb in found.pilots], "describe": found.describe(),
+        }  # fmt: skip
+    sweep.run.drop_points(method.family, list(matches))
+    sweep.run.note("matched_random", matches)
+    sweep.run.note("budget_matches", searches)
+
+
+def _mean_strong_tokens(trajectories: Sequence[Trajectory]) -> float:
+    return sum(t.strong_tokens for t in trajectories) / len(trajectories)
 
 
 def _scorer_usage(calls: int, prompt_tokens: int, generated_tokens: int) -> Usage:
     return Usage().add("scorer", calls=calls, prompt_tokens=prompt_tokens, generated_tokens=generated_tokens)
 
 
-async def _automix(sweep: _Sweep, method: AutoMix, weak: list[Trajectory], strong: list[Trajectory]) -> None:
-    """AutoMix-PRM: the scorer judges each whole weak solution; below the threshold, strong answers in full."""
+async def _verifier(sweep: _Sweep, weak: Sequence[Trajectory], how: str) -> tuple[dict[str, Scores], dict[str, float]]:
+    """AutoMix's verifier: the scorer's step scores of each weak solution and their aggregate, by problem id."""
     assert sweep.engine.scorer is not None  # checked before the sweep started
     limit = sweep.engine.config.backend_concurrency.get("scorer", 8)
     scores = await derived.automix_scores(sweep.engine.scorer, weak, concurrency=limit)
+    return scores, {i: derived.aggregate(s.values, how) for i, s in scores.items()}
+
+
+async def _baseline(
+    sweep: _Sweep,
+    name: str,
+    family: str,
+    weak: Sequence[Trajectory],
+    strong: Sequence[Trajectory],
+    verifier: Callable[[Sequence[Trajectory]], Awaitable[Mapping[str, float]]] | None = None,
+) -> np.ndarray | None:
+    """Scores of the evaluated problems by baseline ``name``, trained on the training run when there is
+    one and cross-fitted otherwise; ``verifier`` gives AutoMix's verifier score of each weak solution.
+
+    None when the training data cannot train it (e.g. matrix factorisation without a problem that only
+    one model solves): the curve is left out and the report says why, instead of failing the sweep."""
+    evaluation, outcomes = examples_from(weak, strong, await verifier(weak) if verifier else None)
+    train = None
+    if sweep.training is not None:
+        t = sweep.training
+        train = examples_from(t.weak, t.strong, await verifier(t.weak) if verifier else None)
+    folds, seed = sweep.options.router_folds, sweep.options.seed
+    try:
+        result = await asyncio.to_thread(
+            score_baseline, name, evaluation, train=train, evaluation_outcomes=outcomes, embed=sweep.embed,
+            folds=folds, seed=seed,
+        )  # fmt: skip
+    except DataError as e:
+        sweep.trained(family, f"not trained: {e}")
+        sweep.run.drop_points(family, [])
+        return None
+    sweep.trained(family, sweep.training.describe() if sweep.training is not None else result.training)
+    return result.scores
+
+
+def _whole_problem_points(
+    sweep: _Sweep, family: str, scores: np.ndarray, thresholds: Sequence[float] | None,
+    route: Callable[[int, bool, str], Trajectory],
+) -> None:  # fmt: skip
+    """One derived point per threshold t: problem i goes to the strong model where ``scores[i] >= t``."""
+
+    def point(t: float) -> tuple[str, Callable[[int], Trajectory]]:
+        name = derived.threshold_name(family, t)
+        return name, lambda i: route(i, bool(scores[i] >= t), name)
+
+    cuts = thresholds or derived.default_thresholds([float(v) for v in scores])
+    sweep.derived_points(family, [point(t) for t in cuts])
+
+
+async def _automix(sweep: _Sweep, method: AutoMix, weak: list[Trajectory], strong: list[Trajectory]) -> None:
+    """AutoMix-PRM: the weak model answers, the scorer judges the whole solution, and the POMDP trained on
+    the training split escalates (the strong model answers in full) where P(only strong solves it) >= t."""
+    step_scores, aggregates = await _verifier(sweep, weak, method.aggregate)
+
+    async def verifier(trajectories: Sequence[Trajectory]) -> Mapping[str, float]:
+        return aggregates if trajectories is weak else (await _verifier(sweep, trajectories, method.aggregate))[1]
+
+    scores = await _baseline(sweep, "automix", method.family, weak, strong, verifier)
+    if scores is None:
+        return
     scored = [
-        replace(w, steps=tuple(replace(s, score=v) for s, v in zip(w.steps, scores[w.problem.id].values, strict=True)))
+        replace(
+            w, steps=tuple(replace(s, score=v) for s, v in zip(w.steps, step_scores[w.problem.id].values, strict=True))
+        )
         for w in weak
     ]
-    aggregates = [derived.aggregate(scores[w.problem.id].values, method.aggregate) for w in weak]
-    usage = [_scorer_usage(s.calls, s.prompt_tokens, s.generated_tokens) for s in (scores[w.problem.id] for w in weak)]
+    usage = [
+        _scorer_usage(s.calls, s.prompt_tokens, s.generated_tokens) for s in (step_scores[w.problem.id] for w in weak)
+    ]
 
-    def point(threshold: float) -> tuple[str, Callable[[int], Trajectory]]:
-        name = derived.threshold_name(method.family, threshold)
-        return name, lambda i: derived.route_whole(
-            scored[i], strong[i], aggregates[i] < threshold, name, weak_first=True, extra=usage[i],
-            meta={"router_score": aggregates[i]},
-        )  # fmt: skip
+    def route(i: int, to_strong: bool, name: str) -> Trajectory:
+        meta = {"router_score": float(scores[i]), "verifier_score": aggregates[weak[i].problem.id]}
+        return derived.route_whole(scored[i], strong[i], to_strong, name, weak_first=True, extra=usage[i], meta=meta)
 
-    thresholds = method.thresholds or derived.default_thresholds(aggregates)
-    sweep.derived_points(method.family, [point(t) for t in thresholds])
+    _whole_problem_points(sweep, method.family, scores, method.thresholds, route)
 
 
 async def _query_router(sweep: _Sweep, method: QueryRouter, weak: list[Trajectory], strong: list[Trajectory]) -> None:
-    """A classifier trained on other folds predicts weak success; below the threshold, strong answers."""
-    from trimroute.eval.query_router import cross_fitted_success
+    """A RouteLLM router decides from the problem text alone: strong-only where its score >= t."""
+    scores = await _baseline(sweep, method.kind, method.family, weak, strong)
+    if scores is None:
+        return
 
-    if any(w.correct is None for w in weak):
-        raise DataError(f"{method.family} learns from graded weak-only results: the dataset needs reference answers")
-    labels = [bool(w.correct) for w in weak]
-    embeddings = await asyncio.to_thread(sweep.embeddings)
-    success = cross_fitted_success(
-        method.kind, embeddings, labels, folds=sweep.options.router_folds, seed=sweep.options.seed
-    )
+    def route(i: int, to_strong: bool, name: str) -> Trajectory:
+        meta = {"router_score": float(scores[i])}
+        return derived.route_whole(weak[i], strong[i], to_strong, name, weak_first=False, meta=meta)
 
-    def point(threshold: float) -> tuple[str, Callable[[int], Trajectory]]:
-        name = derived.threshold_name(method.family, threshold)
-        return name, lambda i: derived.route_whole(
-            weak[i], strong[i], bool(success[i] < threshold), name, weak_first=False,
-            meta={"router_score": float(success[i])},
-        )  # fmt: skip
-
-    thresholds = method.thresholds or derived.default_thresholds([float(s) for s in success])
-    sweep.derived_points(method.family, [point(t) for t in thresholds])
+    _whole_problem_points(sweep, method.family, scores, method.thresholds, route)
 
 
 def finish_run(
@@ -418,8 +502,9 @@ def finish_run(
         prices = {r: Price(*v) for r, v in run.config().get("prices", {}).items()}
     points = [PointData(p.name, p.method, run.trajectories(p)) for p in run.points]
     results = compute_metrics(
-        points, prices=prices or None, cache_calls=run.calls(), n_resamples=options.n_resamples, seed=options.seed
-    )
+        points, prices=prices or None, cache_calls=run.calls(), n_resamples=options.n_resamples, seed=options.seed,
+        notes=run.config().get("notes"),
+    )  # fmt: skip
     write_results(run.path, results, options.title)
     return results
 

