@@ -64,6 +64,9 @@ def demo(
         f"{q:g}" for q in DEFAULTS["quantiles"]
     ),
     random_baseline: Annotated[bool, typer.Option(help="Also run random routing at each threshold's budget.")] = True,
+    budget_pilots: Annotated[
+        int, typer.Option(help="Random runs tried to match each threshold's budget within ±2 %.")
+    ] = DEFAULTS["budget_pilots"],
     out: Annotated[Path, typer.Option(help="Run directory (trajectories, call cache, report, plot).")] = Path(
         "trim-demo"
     ),
@@ -81,8 +84,8 @@ def demo(
     from trimroute.data.datasets import load_dataset
 
     with handle_errors():
-        if n < 1:
-            raise ConfigError(f"--n must be >= 1 problem, got {n}")
+        if n < 1 or budget_pilots < 1:
+            raise ConfigError(f"--n and --budget-pilots must be >= 1, got {n} and {budget_pilots}")
         k = _floats(thresholds, "thresholds")
         qs = _floats(quantiles, "quantiles") or ()
         config = demo_config(
@@ -94,7 +97,7 @@ def demo(
         console.print(Text(f"weak {weak}, strong {strong}, scorer {scorer}, {len(problems)} problems from {dataset}"))
         _pull([weak, strong])
         data = {"spec": dataset, "limit": n, "shuffle": False, "seed": 0, "problem_field": None, "answer_field": None}
-        options = SweepOptions(title=f"trim demo · {Path(dataset).name}", live=True)
+        options = SweepOptions(title=f"trim demo · {Path(dataset).name}", live=True, budget_pilots=budget_pilots)
         run_eval(config, problems, methods, RunDir(out), dataset=data, cache=out / "cache.sqlite", prices={},
                  options=options)  # fmt: skip
         if len(problems) < 100:
