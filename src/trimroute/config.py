@@ -62,7 +62,7 @@ def _check_urls(section: BackendConfig | ScorerConfig) -> None:
     twice = sorted({u for u in urls if urls.count(u) > 1})
     if twice:
         raise ConfigError(f"base_urls lists {twice[0]!r} twice")
-    object.__setattr__(section, "base_urls", tuple(urls))  # frozen: a YAML list becomes a hashable tuple
+    object.__setattr__(section, "base_urls", tuple(urls))  # a YAML list becomes a tuple: the section stays immutable
 
 
 def _urls(section: BackendConfig | ScorerConfig) -> tuple[str, ...]:
