@@ -31,10 +31,9 @@ pytestmark = pytest.mark.slow
 PROBLEMS = [
     Problem("a", "Tom has 3 apples and buys 4 more. How many apples does he have now?", "7"),
     Problem("b", "A box holds 6 eggs. How many eggs are in 5 boxes?", "30"),
-    Problem("c", "Sara reads 12 pages a day. How many pages does she read in 3 days?", "36"),
-    Problem("d", "A pen costs 2 dollars. How much do 9 pens cost?", "18"),
+    Problem("c", "A pen costs 2 dollars. How much do 9 pens cost?", "18"),
 ]
-ENGINE = EngineConfig(max_steps=2, max_step_tokens=32, seed=0, concurrency=4, speculate=False)
+ENGINE = EngineConfig(max_steps=2, max_step_tokens=24, seed=0, concurrency=3, speculate=False)
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +106,9 @@ async def test_a_replica_killed_mid_run_loses_no_problem_and_no_usage_is_counted
     clean = await run(urls, llama_server.model, clean_answers)
     assert set(clean_answers["weak"].by_port) == {llama_server.port, second_server.port}  # both replicas served
 
-    # the weak role's transport kills the second server after it answered 2 weak steps: the other roles' requests
-    # to it fail from then on too
-    killed_answers = {"weak": Answers(kill=(second_server, 2)), "strong": Answers(), "scorer": Answers()}
+    # the weak role's transport kills the second server once it answered a weak step: the requests queued on it and
+    # every later one of the problems it served must go to the first server
+    killed_answers = {"weak": Answers(kill=(second_server, 1)), "strong": Answers(), "scorer": Answers()}
     killed = await run(urls, llama_server.model, killed_answers)
     assert not second_server.running and sum(a.failed for a in killed_answers.values()) > 0
 

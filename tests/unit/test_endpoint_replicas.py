@@ -13,7 +13,15 @@ import httpx
 import pytest
 
 from trimroute import prompts
-from trimroute.config import BackendConfig, RunConfig, ScorerConfig, from_dict, identity, load_run_config
+from trimroute.config import (
+    BackendConfig,
+    RunConfig,
+    ScorerConfig,
+    from_dict,
+    identity,
+    load_run_config,
+    parse_override,
+)
 from trimroute.errors import BackendUnavailableError, ConfigError, ModelNotFoundError
 from trimroute.generators.openai_compat import OpenAIGenerator
 from trimroute.scorers.judge import JudgeScorer
@@ -62,7 +70,8 @@ def test_base_urls_are_where_fields_and_a_single_url_config_is_unchanged() -> No
     two = BackendConfig(model="m", base_urls=URLS)
     assert identity(one) == identity(two) and "base_urls" not in identity(two)
     assert one.urls == (URLS[0],) and two.urls == URLS and BackendConfig().urls == ()
-    loaded = load_run_config(overrides={"weak.base_urls": list(URLS), "scorer.base_urls": list(URLS)})
+    overrides = dict(parse_override(f"{role}.base_urls=[{URLS[0]},{URLS[1]}]") for role in ("weak", "scorer"))
+    loaded = load_run_config(overrides=overrides)  # as --set gives them
     assert loaded.weak.base_urls == URLS and loaded.scorer.urls == URLS  # a YAML list becomes a tuple
 
 
