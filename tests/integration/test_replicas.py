@@ -120,5 +120,5 @@ async def test_a_replica_killed_mid_run_loses_no_problem_and_no_usage_is_counted
         assert totals(killed, role) == {k: answered[k] for k in KEYS}  # the answers used, each once
     assert totals(clean, "strong")["calls"] > 0  # every role had calls to hand over
     summary = {role: totals(killed, role) for role in ("weak", "strong", "scorer")}
-    print(f"lost problems: 0 of {len(PROBLEMS)}; usage = clean run's: {summary}; failed requests handed over:",
+    print(f"lost problems: 0 of {len(PROBLEMS)}; usage = clean run's: {summary}; HTTP exchanges cut off or refused:",
           {role: a.failed for role, a in killed_answers.items()})  # fmt: skip
