@@ -7,10 +7,10 @@ runs (a URL, a key variable, a timeout, a thread count, a model file's location,
 what it computes. ``identity`` drops those fields; the call cache keys each backend's calls by it, and a run
 directory resumes only under the same ``run_identity``.
 
-A file looks like::
+A file looks like (``base_urls`` lists replicas of one model, see docs/replicas.md)::
 
     policy: thr:0.7
-    weak:   {kind: openai, base_url: http://localhost:8000/v1, model: Qwen/Qwen2.5-1.5B-Instruct}
+    weak:   {kind: openai, base_urls: [http://gpu0:8000/v1, http://gpu1:8000/v1], model: Qwen/Qwen2.5-1.5B-Instruct}
     strong: {kind: openai, base_url: http://localhost:8001/v1, model: Qwen/Qwen2.5-7B-Instruct}
     scorer: {kind: qwen-prm, base_url: http://localhost:8002, model: Qwen/Qwen2.5-Math-PRM-7B}
     engine: {max_steps: 30, budget: 2000, seed: 0}
@@ -40,7 +40,33 @@ T = TypeVar("T")
 
 
 # Backend options that say where or how fast a backend runs, not what it computes (see ``identity``).
-WHERE_OPTIONS = frozenset({"model_path", "n_threads", "backoff_s"})
+WHERE_OPTIONS = frozenset({"model_path", "n_threads", "backoff_s", "affinity"})
+
+
+def _check_urls(section: BackendConfig | ScorerConfig) -> None:
+    """``base_url`` is one URL, ``base_urls`` a non-empty list of distinct ones (replicas), never both."""
+    if section.base_url is not None and not isinstance(section.base_url, str):
+        raise ConfigError(f"base_url takes one URL, got {section.base_url!r}; list replicas under base_urls")
+    if section.base_urls is None:
+        return
+    urls = section.base_urls
+    if isinstance(urls, str) or not all(isinstance(u, str) for u in urls):
+        raise ConfigError(f"base_urls must be a list of URLs, e.g. [http://a:8000/v1, http://b:8000/v1], got {urls!r}")
+    if not urls:
+        raise ConfigError("base_urls is empty: list the replicas' URLs, or give one base_url")
+    if section.base_url is not None:
+        raise ConfigError("give base_url or base_urls, not both (base_urls lists every replica)")
+    bad = [u for u in urls if not u.startswith(("http://", "https://"))]
+    if bad:
+        raise ConfigError(f"base_urls entries must start with http:// or https://, got {bad[0]!r}")
+    twice = sorted({u for u in urls if urls.count(u) > 1})
+    if twice:
+        raise ConfigError(f"base_urls lists {twice[0]!r} twice")
+    object.__setattr__(section, "base_urls", tuple(urls))  # a YAML list becomes a tuple: the section stays immutable
+
+
+def _urls(section: BackendConfig | ScorerConfig) -> tuple[str, ...]:
+    return section.base_urls or ((section.base_url,) if section.base_url else ())
 
 
 def _where(default: Any) -> Any:
@@ -57,6 +83,7 @@ class BackendConfig:
     kind: str = "openai"
     model: str = ""
     base_url: str | None = _where(None)
+    base_urls: tuple[str, ...] | None = _where(None)  # replicas of the same model, instead of base_url
     api: str = "completions"  # completions (template rendered locally) | chat (assistant pre-fill)
     api_key_env: str | None = _where("OPENAI_API_KEY")
     chat_template: str = "auto"  # auto (the model's own), chatml (builtin fallback), a Jinja file or model folder
@@ -67,7 +94,13 @@ class BackendConfig:
     max_retries: int = _where(4)
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # backend-specific
 
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every replica's base URL (``base_urls``, or ``base_url`` alone)."""
+        return _urls(self)
+
     def __post_init__(self) -> None:
+        _check_urls(self)
         if self.api not in ("completions", "chat"):
             raise ConfigError(f"api must be 'completions' or 'chat', got {self.api!r}")
         if not 0.0 <= self.top_p <= 1.0:
@@ -85,10 +118,19 @@ class ScorerConfig:
     kind: str = "none"
     model: str = ""
     base_url: str | None = _where(None)
+    base_urls: tuple[str, ...] | None = _where(None)  # replicas of the same model, instead of base_url
     api_key_env: str | None = _where("OPENAI_API_KEY")
     timeout_s: float = _where(120.0)
     max_retries: int = _where(4)
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # scorer-specific
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every replica's base URL (``base_urls``, or ``base_url`` alone)."""
+        return _urls(self)
+
+    def __post_init__(self) -> None:
+        _check_urls(self)
 
 
 @dataclasses.dataclass(frozen=True)

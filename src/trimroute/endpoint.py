@@ -1,4 +1,5 @@
-"""One HTTP endpoint of a model server: JSON POSTs with timeouts, bounded retries and error mapping.
+"""The HTTP endpoint of one role's model server (one base URL or several replicas): JSON requests with
+timeouts, bounded retries, failover between replicas and error mapping.
 
 Shared by the OpenAI-compatible generator and the HTTP scorers, so that every backend maps failures
 onto the ``BackendError`` tree the same way (DESIGN.md §3, STYLE.md §9: retries live in the backend layer):
@@ -10,14 +11,18 @@ onto the ``BackendError`` tree the same way (DESIGN.md §3, STYLE.md §9: retrie
 - any other 4xx                         -> ``BackendRequestError`` with the server's message
 
 Retryable errors are retried ``max_retries`` times with exponential backoff (``backoff_s * 2**attempt``,
-or the server's ``Retry-After`` when it gives one, capped at ``max_backoff_s``).
+or the server's ``Retry-After`` when it gives one, capped at ``max_backoff_s``). With several replicas
+(``trimroute.replicas`` picks one per request), a replica that cannot be reached is taken out of service
+and the request goes to another at once, without spending an attempt; only the answer returned is ever
+seen by the caller, so usage counts it once. A replica out of service is probed (``GET models_url``, which
+also checks it still serves the model) in the background when its backoff is over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -31,6 +36,7 @@ from trimroute.errors import (
     ModelNotFoundError,
     RetryableBackendError,
 )
+from trimroute.replicas import Replica, Replicas
 
 if TYPE_CHECKING:
     from trimroute.config import BackendConfig, ScorerConfig
@@ -39,19 +45,21 @@ __all__ = ["Endpoint"]
 
 
 class Endpoint:
-    """An HTTP JSON API rooted at ``base_url`` (e.g. ``http://host:8000/v1``).
+    """An HTTP JSON API rooted at ``base_urls`` (e.g. ``http://host:8000/v1``), replicas of one server.
 
     Args:
-        base_url: root URL; paths given to ``post`` are appended to it.
-        model: the model every request names; checked once against ``GET {models_url}`` before the
-            first request, so a typo fails fast with the list of served models.
+        base_urls: one root URL, or several of replicas serving the same model; paths given to ``post`` are
+            appended to the chosen one's (``trimroute.replicas`` says which).
+        model: the model every request names; checked against ``GET {models_url}`` before a replica's first
+            request, so a typo fails fast with the list of served models.
         api_key_env: environment variable holding the API key (unset is fine for local servers).
+        affinity: keep the requests of one affinity key on one replica while it is healthy.
         transport: an ``httpx`` transport (tests pass ``httpx.MockTransport``).
     """
 
     def __init__(
         self,
-        base_url: str | None,
+        base_urls: Sequence[str],
         model: str,
         *,
         api_key_env: str | None = None,
@@ -60,21 +68,26 @@ class Endpoint:
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         models_url: str = "/models",
+        affinity: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if not base_url:
+        if not base_urls or not all(base_urls):
             raise ConfigError("base_url is required for an HTTP backend, e.g. http://127.0.0.1:8000/v1")
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
-        self.base_url = base_url.rstrip("/")
+        for url in base_urls:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"base_url must start with http:// or https://, got {url!r}")
+        self.replicas = Replicas(
+            [u.rstrip("/") for u in base_urls], affinity=affinity, backoff_s=backoff_s, max_backoff_s=max_backoff_s
+        )
+        self.base_url = self.replicas.all[0].base_url
         self.model = model
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.timeout_s = timeout_s
         self._models_url = models_url
-        self._model_checked = False
-        self._check_lock = asyncio.Lock()
+        self._check_locks = {r.base_url: asyncio.Lock() for r in self.replicas.all}
+        self._probes: set[asyncio.Task[None]] = set()
         headers = {}
         key = os.environ.get(api_key_env) if api_key_env else None
         if key:
@@ -82,86 +95,129 @@ class Endpoint:
         # calls in flight are bounded by engine.backend_concurrency; httpx's default pool (100 connections,
         # 20 kept alive) would add a hidden second bound and reconnect per call above 20
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport, limits=limits
-        )
+        self._client = httpx.AsyncClient(headers=headers, timeout=timeout_s, transport=transport, limits=limits)
 
     @classmethod
     def from_config(
         cls,
         config: BackendConfig | ScorerConfig,
         *,
-        base_url: str | None = None,
+        base_urls: Sequence[str] | None = None,
         models_url: str = "/models",
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> Endpoint:
-        """The endpoint a backend's config describes (``base_url`` overrides the config's)."""
+        """The endpoint a backend's config describes (``base_urls`` overrides the config's)."""
         return cls(
-            base_url if base_url is not None else config.base_url,
+            base_urls if base_urls is not None else config.urls,
             config.model,
             api_key_env=config.api_key_env,
             timeout_s=config.timeout_s,
             max_retries=config.max_retries,
             backoff_s=float(config.options.get("backoff_s", 0.5)),
+            affinity=bool(config.options.get("affinity", True)),
             models_url=models_url,
             transport=transport,
         )
 
     def url(self, path: str) -> str:
-        """``base_url + path``; an absolute URL (another path on the same server) is taken as it is."""
-        return path if path.startswith(("http://", "https://")) else self.base_url + path
+        """``base_url + path`` of the first replica (for messages naming the server)."""
+        return self.base_url + path
 
-    async def post(self, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """POST ``payload`` as JSON and return the JSON answer, retrying transient failures."""
-        await self.check_model()
-        return await self._with_retries("POST", path, payload)
+    async def post(self, path: str, payload: Mapping[str, Any], *, affinity: str | None = None) -> dict[str, Any]:
+        """POST ``payload`` as JSON to one replica (the one of ``affinity`` while it is healthy) and return the
+        JSON answer, retrying transient failures; a replica that cannot be reached hands the request to another.
+        """
+        return await self._with_retries("POST", path, payload, affinity)
 
-    async def get(self, path: str) -> dict[str, Any]:
-        return await self._with_retries("GET", path, None)
-
-    async def served_models(self) -> list[str]:
-        data = await self.get(self._models_url)
-        return [str(m.get("id")) for m in data.get("data", []) if isinstance(m, Mapping)]
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+    async def get(self, path: str, *, root: bool = False) -> dict[str, Any]:
+        """GET ``path`` from a replica; ``root``: ``path`` is on the server root (the base URL without ``/v1``)."""
+        return await self._with_retries("GET", path, None, None, root=root)
 
     async def check_model(self) -> None:
-        """Fail with ``ModelNotFoundError`` (listing the served models) if the server does not serve ``model``;
-        asked once."""
-        if self._model_checked or not self.model:
+        """Fail with ``ModelNotFoundError`` (listing the served models) unless a replica serves ``model``."""
+        await self._with_retries(None, "", None, None)
+
+    async def aclose(self) -> None:
+        for task in self._probes:
+            task.cancel()
+        await asyncio.gather(*self._probes, return_exceptions=True)
+        await self._client.aclose()
+
+    async def _check(self, replica: Replica) -> None:
+        """Fail with ``ModelNotFoundError`` (listing the served models) if ``replica`` does not serve ``model``;
+        asked before its first request (and by every probe that brings it back)."""
+        if replica.model_checked or not self.model:
             return
-        async with self._check_lock:
-            if self._model_checked:
+        async with self._check_locks[replica.base_url]:
+            if replica.model_checked:
                 return
             try:
-                served = await self.served_models()
+                served = await self._served(replica)
             except BackendRequestError:
                 served = []  # the server has no model list (404): nothing to check against
             if served and self.model not in served:
                 raise ModelNotFoundError(
-                    f"{self.base_url} does not serve model {self.model!r}; served: {', '.join(served)}"
+                    f"{replica.base_url} does not serve model {self.model!r}; served: {', '.join(served)}"
                 )
-            self._model_checked = True
+            replica.model_checked = True
 
-    async def _with_retries(self, method: str, path: str, payload: Mapping[str, Any] | None) -> dict[str, Any]:
-        attempt = 0
+    async def _with_retries(
+        self, method: str | None, path: str, payload: Mapping[str, Any] | None, key: str | None, *, root: bool = False
+    ) -> dict[str, Any]:
+        """One request (``method`` None: the model check alone) on the replica ``key`` picks."""
+        attempt = handovers = 0
         while True:
+            self._start_probes()
+            replica = self.replicas.pick(key)
             try:
-                return await self._once(method, path, payload)
+                with self.replicas.serving(replica):
+                    await self._check(replica)
+                    data = await self._once(replica, method, path, payload, root=root) if method else {}
+                self.replicas.succeeded(replica)
+                return data
+            except _Unreachable as e:
+                self.replicas.failed(replica)
+                # another replica takes it at once, without spending an attempt (at most once per replica)
+                if self.replicas.healthy() and handovers < len(self.replicas) - 1:
+                    handovers += 1
+                    continue
+                error: RetryableBackendError = e
             except RetryableBackendError as e:
-                if attempt >= self.max_retries:
-                    if self.max_retries:
-                        e.args = (f"{e} (gave up after {attempt + 1} attempts)",)
-                    raise
-                delay = e.retry_after if isinstance(e, _ServerBusy) and e.retry_after is not None else None
-                if delay is None:
-                    delay = self.backoff_s * 2**attempt
-                await asyncio.sleep(min(delay, self.max_backoff_s))
-                attempt += 1
+                error = e
+            if attempt >= self.max_retries:
+                if self.max_retries:
+                    error.args = (f"{error} (gave up after {attempt + 1} attempts)",)
+                raise error
+            delay = error.retry_after if isinstance(error, _ServerBusy) else None
+            if delay is None:
+                delay = self.backoff_s * 2**attempt
+            await asyncio.sleep(min(delay, self.max_backoff_s))
+            attempt += 1
 
-    async def _once(self, method: str, path: str, payload: Mapping[str, Any] | None) -> dict[str, Any]:
-        url = self.url(path)
+    def _start_probes(self) -> None:
+        """Probe replicas whose time out of service is over, in the background (requests do not wait)."""
+        for replica in self.replicas.due():
+            replica.model_checked = False  # a restarted server may serve another model: the probe checks
+            task = asyncio.get_running_loop().create_task(self._probe(replica))
+            self._probes.add(task)
+            task.add_done_callback(self._probes.discard)
+
+    async def _probe(self, replica: Replica) -> None:
+        try:
+            await self._check(replica)
+            self.replicas.succeeded(replica)
+        except (_Unreachable, BackendTimeoutError):
+            self.replicas.failed(replica)
+        except BackendError:
+            self.replicas.succeeded(replica)  # it answers: the next request to it reports what is wrong
+        finally:
+            replica.probing = False
+
+    async def _once(
+        self, replica: Replica, method: str, path: str, payload: Mapping[str, Any] | None, *, root: bool = False
+    ) -> dict[str, Any]:
+        base = replica.base_url.removesuffix("/v1") if root else replica.base_url
+        url = base + path
         try:
             response = await self._client.request(method, url, json=payload)
         except httpx.TimeoutException:
@@ -169,7 +225,7 @@ class Endpoint:
                 f"{url} did not answer within {self.timeout_s:g}s (is the server overloaded? raise timeout_s)"
             ) from None
         except httpx.TransportError as e:
-            raise BackendUnavailableError(f"cannot reach {url} (is the server running?): {e}") from None
+            raise _Unreachable(f"cannot reach {url} (is the server running?): {e}") from None
         if response.status_code == 200:
             try:
                 data = response.json()
@@ -185,20 +241,28 @@ class Endpoint:
         if status == 408:
             raise BackendTimeoutError(f"{url} answered 408 (request timeout): {message}")
         if status == 404 and "model" in message.lower() and self.model:
-            served = await self._served_or_empty()
+            served = await self._served_or_empty(replica)
             listing = f"; served: {', '.join(served)}" if served else ""
-            raise ModelNotFoundError(f"{self.base_url} does not serve model {self.model!r}{listing}")
+            raise ModelNotFoundError(f"{replica.base_url} does not serve model {self.model!r}{listing}")
         if status == 404:
-            raise BackendRequestError(f"{url} not found (404): is {self.base_url} the right base URL? {message}")
+            raise BackendRequestError(f"{url} not found (404): is {replica.base_url} the right base URL? {message}")
         if status in (401, 403):
             raise BackendRequestError(f"{url} refused the request ({status}): check the API key ({message})")
         raise BackendRequestError(f"{url} rejected the request ({status}): {message}")
 
-    async def _served_or_empty(self) -> list[str]:
+    async def _served(self, replica: Replica) -> list[str]:
+        data = await self._once(replica, "GET", self._models_url, None)
+        return [str(m.get("id")) for m in data.get("data", []) if isinstance(m, Mapping)]
+
+    async def _served_or_empty(self, replica: Replica) -> list[str]:
         try:
-            return await self.served_models()
+            return await self._served(replica)
         except BackendError:
             return []
+
+
+class _Unreachable(BackendUnavailableError):
+    """Connection refused, reset or dropped: the replica is taken out of service."""
 
 
 class _ServerBusy(BackendUnavailableError):

@@ -19,7 +19,9 @@ Options (``BackendConfig.options``): ``extra_body`` (mapping merged into every r
 ``chat_template_kwargs`` (template variables on both routes, e.g. ``{enable_thinking: false}`` for Qwen3:
 sent as ``chat_template_kwargs`` on the chat route, rendered locally on the completions route),
 ``template_vars`` (variables for a local Jinja chat template only, e.g. ``bos_token``), ``backoff_s``
-(first retry delay). ``top_k <= 0`` leaves top_k out (hosted APIs reject it).
+(first retry delay), ``affinity`` (default true: with several ``base_urls``, every step of one problem goes
+to the same replica while it is healthy, see ``trimroute.replicas``). ``top_k <= 0`` leaves top_k out
+(hosted APIs reject it).
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ from trimroute.endpoint import Endpoint
 from trimroute.errors import BackendError, ConfigError, RetryableBackendError
 from trimroute.generators import templates
 from trimroute.generators.templates import ChatTemplate
+from trimroute.replicas import affinity_key
 from trimroute.types import FinishReason, Generation, StepRequest
 
 __all__ = ["OpenAIGenerator"]
 
-OPTIONS = ("extra_body", "chat_template_kwargs", "template_vars", "backoff_s")
+OPTIONS = ("extra_body", "chat_template_kwargs", "template_vars", "backoff_s", "affinity")
 
 
 class OpenAIGenerator:
@@ -83,7 +86,7 @@ class OpenAIGenerator:
             if found is not None:
                 break
             try:
-                offered = await self.endpoint.get(root + path)
+                offered = await self.endpoint.get(path, root=True)
             except RetryableBackendError:
                 raise  # the server is down, not lacking a template: say that
             except BackendError:
@@ -134,7 +137,9 @@ class OpenAIGenerator:
         template = await self.chat_template() if self.api == "completions" else None
         path, body = self.payload(request, template)
         t0 = time.perf_counter()
-        data = await self.endpoint.post(path, body)
+        # the same for every step of one problem: the messages before the pre-fill (what the prefix cache holds)
+        key = affinity_key(*(f"{m.role}:{m.content}" for m in request.messages[:-1]))
+        data = await self.endpoint.post(path, body, affinity=key)
         latency = time.perf_counter() - t0
         return self.parse(data, request, latency)
 

@@ -11,7 +11,8 @@ step the strong model rewrote. ``Scores`` counts only the calls made and their t
 
 Options: ``api`` (``completions``: template rendered here like the generator's route, default;
 ``chat``), ``chat_template`` (``chatml`` or a Jinja file), ``top_logprobs`` (20), ``backoff_s``,
-``cache_size`` (100000 step scores).
+``affinity`` (with several ``base_urls``: one problem's calls on one replica, default true), ``cache_size``
+(100000 step scores).
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from trimroute.config import ScorerConfig
 from trimroute.endpoint import Endpoint
 from trimroute.errors import ConfigError, ScorerError
 from trimroute.generators.templates import load_template
+from trimroute.replicas import affinity_key
 from trimroute.types import Message, Problem, Scores, Step
 
 __all__ = ["JudgeScorer", "judge_messages", "yes_probability"]
 
-OPTIONS = ("api", "chat_template", "top_logprobs", "backoff_s", "cache_size")
+OPTIONS = ("api", "chat_template", "top_logprobs", "backoff_s", "affinity", "cache_size")
 
 QUESTION = "Is the newest step correct? Answer Yes or No."
 
@@ -112,7 +114,7 @@ class JudgeScorer:
 
     async def _judge(self, problem: Problem, steps: Sequence[Step]) -> tuple[float, int, int]:
         path, body = self.payload(problem, steps)
-        data = await self.endpoint.post(path, body)
+        data = await self.endpoint.post(path, body, affinity=affinity_key(problem.text))
         try:
             choice = data["choices"][0]
             if self.api == "completions":

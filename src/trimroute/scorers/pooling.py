@@ -16,9 +16,10 @@ A history may outgrow the PRM's context (4096 generated tokens plus the prompt, 
 leading steps score 1.0, as in the official code (DESIGN.md §4).
 
 ``base_url`` is the server root (``http://host:8002``); a trailing ``/v1`` is dropped, since vLLM
-serves ``/pooling`` beside ``/v1``. Options: ``truncate_prompt_tokens`` (``auto``: the server's
-``max_model_len``, the default; a number of tokens; or ``false``: never truncate), ``backoff_s``, plus
-the subclass's own.
+serves ``/pooling`` beside ``/v1``; ``base_urls`` lists replicas the same way. Options:
+``truncate_prompt_tokens`` (``auto``: the server's ``max_model_len``, the default; a number of tokens; or
+``false``: never truncate), ``backoff_s``, ``affinity`` (with several replicas: one problem's calls on one
+replica, default true), plus the subclass's own.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ import httpx
 from trimroute.config import ScorerConfig
 from trimroute.endpoint import Endpoint
 from trimroute.errors import ConfigError, ScorerError
+from trimroute.replicas import affinity_key
 from trimroute.types import Problem, Scores, Step
 
 __all__ = ["PoolingPRM", "positive_probability"]
 
-COMMON_OPTIONS = ("truncate_prompt_tokens", "backoff_s")
+COMMON_OPTIONS = ("truncate_prompt_tokens", "backoff_s", "affinity")
 AUTO = "auto"
 
 
@@ -54,11 +56,10 @@ class PoolingPRM:
             raise ConfigError(f"unknown option {unknown[0]!r} for a {self.name} scorer; valid: {', '.join(valid)}")
         if not config.model:
             raise ConfigError(f"model is required for a {self.name} scorer (the name vLLM serves it under)")
-        root = (config.base_url or "").rstrip("/")
-        root = root[: -len("/v1")] if root.endswith("/v1") else root
+        roots = [url.rstrip("/").removesuffix("/v1") for url in config.urls]
         self.config = config
         self.truncate: int | str | None = _truncation(config.options.get("truncate_prompt_tokens", AUTO))
-        self.endpoint = Endpoint.from_config(config, base_url=root, models_url="/v1/models", transport=transport)
+        self.endpoint = Endpoint.from_config(config, base_urls=roots, models_url="/v1/models", transport=transport)
 
     def input(self, problem: Problem, steps: Sequence[Step]) -> dict[str, Any]:
         """The part of the request that carries the text (``messages`` or ``input``)."""
@@ -82,7 +83,7 @@ class PoolingPRM:
     async def score(self, problem: Problem, steps: Sequence[Step]) -> Scores:
         if self.truncate == AUTO:
             self.truncate = await self.context()
-        data = await self.endpoint.post("/pooling", self.payload(problem, steps))
+        data = await self.endpoint.post("/pooling", self.payload(problem, steps), affinity=affinity_key(problem.text))
         rows = _rows(data, self.endpoint.url("/pooling"))
         if len(rows) > len(steps):
             raise ScorerError(

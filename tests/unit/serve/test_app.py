@@ -357,6 +357,14 @@ async def test_health_probes_backends_over_http(make_app: MakeApp, client_for: C
     }
 
 
+async def test_health_probes_every_replica(make_app: MakeApp, client_for: Connect) -> None:
+    dead = [f"http://127.0.0.1:{free_port()}/v1" for _ in range(2)]
+    app = make_app(run={"policy": "thr:0.5", "weak": {"base_urls": dead}})
+    r = await client_for(app).get("/health")
+    assert r.status_code == 503 and r.json()["backends"]["weak"]["reachable"] is False
+    assert [p["url"] for p in r.json()["backends"]["weak"]["replicas"]] == [u + "/models" for u in dead]
+
+
 class Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
