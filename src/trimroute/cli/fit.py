@@ -26,7 +26,9 @@ def fit_cmd(
     ] = None,
     weak: Annotated[Path | None, typer.Option(help="Graded weak-only trajectories (JSONL).")] = None,
     strong: Annotated[Path | None, typer.Option(help="Graded strong-only trajectories (JSONL), same problems.")] = None,
-    labels: Annotated[Path | None, typer.Option(help="Step-labelled JSONL: {scores: [...], first_wrong: i or -1}.")] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Step-labelled JSONL: {scores: [...], first_wrong: i or -1}.")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Name stored in the file (default: the file's stem).")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Steps per solution (default: the run's, else 30).")] = None,
     error_threshold: Annotated[

@@ -5,7 +5,7 @@ What the fit reads from ``RUN/points.json`` (docs/simulator.md, "Fitting your ow
 * weak-only: the ``thr:0`` point, where every weak step is scored and none is escalated (the plain
   ``weak`` point carries no scores);
 * strong-only: the ``strong`` point;
-* TRIM-Thr points ``thr:k`` (0 < k < 1), if any: the measured cost of the strong rewrites.
+* TRIM-Thr points ``thr:k`` (0 < k < 1), if any: not fitted to, only compared with (``compare``).
 
 The labelled steps (the records ``learn.fit.observations_from_labels`` consumes) come from the ``thr:0``
 trajectories: a solution graded correct has every step correct (``first_wrong`` = -1); in a solution graded
@@ -21,9 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-from scipy import optimize
 
 from trimroute.errors import DataError
 from trimroute.eval.rundir import RunDir
@@ -146,7 +143,9 @@ def _anchored(params: SimParams, weak_only: CurvePoint, strong_only: CurvePoint)
     weak, strong = thr_curve(params, [0.0, 1.0])
     return replace(
         params,
-        weak=replace(params.weak, token_log_mean=params.weak.token_log_mean + math.log(weak_only.weak_tokens / weak.weak_tokens)),
+        weak=replace(
+            params.weak, token_log_mean=params.weak.token_log_mean + math.log(weak_only.weak_tokens / weak.weak_tokens)
+        ),
         strong=replace(
             params.strong,
             token_log_mean=params.strong.token_log_mean + math.log(strong_only.strong_tokens / strong.strong_tokens),
@@ -158,10 +157,11 @@ def fit_run(data: RunData, *, name: str, error_threshold: float = 0.5) -> tuple[
     """A ``SimParams`` fitted to a run, and the labelled-step records it was fitted on.
 
     ``learn.fit.params_from_runs`` gives the next-step accuracies (maximum likelihood), per-role length
-    distributions, token distributions and P(o | s) (reflected KDE on the labels). Then, if the run has
-    ``thr:k`` points, the wrong-step token factor is fitted to their measured strong tokens per strong call
-    (what a rewrite costs: rewrites land on low-score, often wrong, steps); last, both token means are
-    shifted so that weak-only and strong-only tokens per problem are the measured ones.
+    distributions, token distributions and P(o | s) (reflected KDE on the labels); the wrong-step token
+    factor is the ratio of mean tokens of the weak steps labelled wrong (S1/S2) and correct (S0), which is
+    what makes a rewrite of a low-score step cost more than an average step; last, both token means are
+    shifted so that weak-only and strong-only tokens per problem are the measured ones. ``thr:k`` points
+    are not fitted to: ``compare`` holds the simulator against them.
     """
     records = labelled_steps(data.weak, error_threshold)
     sources = {
@@ -173,22 +173,18 @@ def fit_run(data: RunData, *, name: str, error_threshold: float = 0.5) -> tuple[
     params = params_from_runs(
         data.weak, data.strong, records, name=name, max_steps=data.max_steps, sources=sources, scorer=data.scorer
     )
-    weak_only, strong_only = measured_point(0.0, data.weak), measured_point(1.0, data.strong)
-    rewrites = [measured_point(k, ts) for k, ts in data.thr.items()]
-    rewrites = [p for p in rewrites if p.strong_calls > 0]
-    if rewrites:
-        per_call = np.array([p.strong_tokens / p.strong_calls for p in rewrites])
-
-        def loss(log_f: float) -> float:
-            fitted = _anchored(replace(params, wrong_token_factor=math.exp(log_f)), weak_only, strong_only)
-            sim = thr_curve(fitted, [p.k for p in rewrites])
-            return float(np.sum(np.log(np.array([c.strong_tokens / c.strong_calls for c in sim]) / per_call) ** 2))
-
-        log_f = optimize.minimize_scalar(loss, bounds=(math.log(0.25), math.log(4.0)), method="bounded").x
-        ks = ",".join(f"{k:g}" for k in data.thr)
-        sources["wrong_token_factor"] = f"fitted to the strong tokens per strong call of thr:{ks}"
-        params = replace(params, wrong_token_factor=float(math.exp(log_f)))
+    wrong: list[int] = []
+    right: list[int] = []
+    for t, r in zip(data.weak, records, strict=True):
+        first_wrong = len(t.steps) if r["first_wrong"] < 0 else r["first_wrong"]
+        for i, step in enumerate(t.steps):
+            (right if i < first_wrong else wrong).append(step.generated_tokens)
+    if wrong and right:
+        factor = (sum(wrong) / len(wrong)) / (sum(right) / len(right))
+        params = replace(params, wrong_token_factor=factor)
+        sources["wrong_token_factor"] = "mean tokens of weak steps labelled wrong / labelled correct"
     sources["tokens"] = "both token means shifted to match weak-only and strong-only tokens per problem"
+    weak_only, strong_only = measured_point(0.0, data.weak), measured_point(1.0, data.strong)
     return replace(_anchored(params, weak_only, strong_only), sources=sources), records
 
 
