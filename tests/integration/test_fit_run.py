@@ -84,7 +84,8 @@ def test_fit_from_a_real_run(llama_server: LlamaServer, tmp_path: Path) -> None:
     counts = Counter(len(t["steps"]) for t in strong)  # no censoring: Kaplan-Meier is the histogram
     assert params.strong_pmf == pytest.approx([counts[n] / len(strong) for n in range(1, MAX_STEPS + 1)])
     # a wrong step's token factor: mean tokens of the steps labelled wrong over those labelled correct
-    right, wrong = [], []
+    right: list[int] = []
+    wrong: list[int] = []
     for t in weak:
         first = expected[t["problem"]["id"]][1]
         for i, s in enumerate(t["steps"]):
