@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ __all__ = [
     "kaplan_meier_length_pmf",
     "lognormal_fit",
     "observations_from_labels",
+    "params_from_runs",
     "write_calibration_presets",
 ]
 
@@ -180,8 +182,6 @@ def fit_params(
     """A ``SimParams`` for the user's model pair and scorer, from their own runs and labels."""
     weak = _graded(list(read_trajectories(weak_path)), str(weak_path))
     strong = _graded(list(read_trajectories(strong_path)), str(strong_path))
-    weak_stats, weak_lengths = _model_stats("weak", weak)
-    strong_stats, _ = _model_stats("strong", strong)
     try:
         with Path(labels_path).open(encoding="utf-8") as f:
             records = [json.loads(line) for line in f if line.strip()]
@@ -189,18 +189,37 @@ def fit_params(
         raise DataError(f"cannot read labelled steps {str(labels_path)!r}: {e.strerror}") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{labels_path}: not JSONL ({e})") from None
+    sources = {
+        "weak": f"fitted by trim fit from {weak_path}",
+        "strong": f"fitted by trim fit from {strong_path}",
+        "observation": f"reflected KDE on {labels_path}",
+    }
+    return params_from_runs(weak, strong, records, name=name, max_steps=max_steps, sources=sources)
+
+
+def params_from_runs(
+    weak: list[Trajectory],
+    strong: list[Trajectory],
+    records: Iterable[Mapping[str, Any]],
+    *,
+    name: str,
+    max_steps: int,
+    sources: Mapping[str, str],
+    scorer: str = "",
+) -> SimParams:
+    """``fit_params`` on graded trajectories and labelled-step records already in memory."""
+    weak_stats, weak_lengths = _model_stats("weak", weak)
+    strong_stats, strong_lengths = _model_stats("strong", strong)
+    observation = fit_observation_model(observations_from_labels(records), name=f"{name}-scores")
     return SimParams(
         name=name,
         weak=weak_stats,
         strong=strong_stats,
-        observation=fit_observation_model(observations_from_labels(records), name=Path(labels_path).stem),
+        observation=replace(observation, scorer=scorer),
         length_pmf=kaplan_meier_length_pmf(weak_lengths, max_steps=max_steps),
+        strong_length_pmf=kaplan_meier_length_pmf(strong_lengths, max_steps=max_steps),
         token_corr=_token_corr(weak, strong),
-        sources={
-            "weak": f"fitted by trim fit from {weak_path}",
-            "strong": f"fitted by trim fit from {strong_path}",
-            "observation": f"reflected KDE on {labels_path}",
-        },
+        sources=dict(sources),
     )
 
 

@@ -55,3 +55,10 @@ def test_fit_reports_a_missing_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["fit", "--weak", str(tmp_path / "none.jsonl"), "--strong", "x", "--labels", "y",
                                       "--out", str(tmp_path / "o.json")])  # fmt: skip
     assert result.exit_code == 1 and "no trajectory file" in result.output
+
+
+def test_fit_takes_a_run_or_three_files(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["fit", "--run", str(tmp_path), "--weak", "w.jsonl", "--out", "o.json"])
+    assert result.exit_code == 1 and "either --run RUN_DIR or all of --weak" in result.output
+    result = CliRunner().invoke(app, ["fit", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "o.json")])
+    assert result.exit_code == 1 and "not a trim eval run directory" in result.output
