@@ -10,6 +10,7 @@ run directory, resuming, the call cache, the metrics, the tables, the plot — i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "scorer": "likelihood",
     "dataset": "gsm8k-offline",
     "n": 3,
-    "quantiles": (0.25,),
+    "quantiles": (0.15,),
     # the strong model writes long first steps: below 256 tokens strong-only is cut short and fails
     "max_steps": 16,
     "max_step_tokens": 256,
@@ -64,7 +65,12 @@ def demo_config(
     max_step_tokens: int = DEFAULTS["max_step_tokens"],
     max_solution_tokens: int = DEFAULTS["max_solution_tokens"],
 ) -> RunConfig:
-    """The demo's run config: ``weak``/``strong`` are catalog names (``trim models list``) or .gguf paths."""
+    """The demo's run config: ``weak``/``strong`` are catalog names (``trim models list``) or .gguf paths.
+
+    ``threads`` defaults to every core: llama-cpp-python's own default is half of them (it assumes
+    hyper-threads), and on a 2-core machine one thread decodes 1.7× slower than two (10.8 vs 18.7 tokens/s,
+    Qwen2.5-Coder-0.5B)."""
+    threads = threads or os.cpu_count()
     scorer_config = _scorer_config(scorer, strong, n_ctx, threads)
     weak_logprobs = scorer_config.kind in ("confidence", "composite")
 

@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 
 from trimroute.cli import app
 from trimroute.learn.calibrate import thr_curve
-from trimroute.learn.presets import load_params
-from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
 from trimroute.policies import parse_policy
+from trimroute.runner import simulated_engine
+from trimroute.sim.backend import is_sim_correct, simulated_problems
+from trimroute.sim.presets import load_params
 from trimroute.testing.llama_server import LlamaServer
 
 pytestmark = pytest.mark.slow

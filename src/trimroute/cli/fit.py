@@ -15,7 +15,7 @@ from trimroute.cli.common import console, handle_errors
 from trimroute.errors import ConfigError
 
 if TYPE_CHECKING:
-    from trimroute.learn.presets import SimParams
+    from trimroute.sim.presets import SimParams
 
 
 @app.command("fit")

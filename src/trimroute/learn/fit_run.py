@@ -26,7 +26,7 @@ from trimroute.errors import DataError
 from trimroute.eval.rundir import RunDir
 from trimroute.learn.calibrate import CurvePoint, thr_curve
 from trimroute.learn.fit import params_from_runs
-from trimroute.learn.presets import SimParams
+from trimroute.sim.presets import SimParams
 from trimroute.types import Trajectory
 
 __all__ = ["RunData", "compare", "fit_run", "labelled_steps", "measured_point", "read_run"]

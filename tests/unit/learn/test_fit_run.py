@@ -11,8 +11,9 @@ import pytest
 from trimroute.errors import DataError
 from trimroute.eval.rundir import RunDir
 from trimroute.learn.fit_run import compare, fit_run, read_run
-from trimroute.learn.simulator import is_sim_correct, simulated_engine, simulated_problems
 from trimroute.policies import parse_policy
+from trimroute.runner import simulated_engine
+from trimroute.sim.backend import is_sim_correct, simulated_problems
 from trimroute.trajectories import TrajectoryWriter
 
 
