@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "strong": "qwen2.5-coder-1.5b-instruct",
     "scorer": "likelihood",
     "dataset": "gsm8k-offline",
-    "n": 3,
+    "n": 2,
     "quantiles": (0.15,),
     # the strong model writes long first steps: below 256 tokens strong-only is cut short and fails
     "max_steps": 16,
