@@ -3,8 +3,9 @@
 Every node listens on 127.0.0.1 only and lives under a private temp dir, so the cluster never joins or
 stops anyone else's: ``ray stop`` is global (it kills every Ray process of the user), so this module never
 calls it. Each node runs ``ray start --block`` in its own process group; stopping the cluster terminates those
-groups, then kills whatever process still names the cluster's temp dir on its command line (a worker
-orphaned by a killed node). ``kill_worker`` SIGKILLs one worker node, as a crashed machine would go.
+groups, then kills whatever process still carries the cluster's marker in its environment (a Ray worker,
+which runs in a session of its own). ``kill_worker`` SIGKILLs one worker node, as a crashed machine would go;
+``processes("ray::ShardWorker")`` finds actor processes to kill one alone.
 
 The workers import trimroute from the same place as the caller (``PYTHONPATH``), so a source checkout
 tests its own code, not an installed copy.
@@ -30,6 +31,7 @@ from trimroute.testing.llama_server import free_port
 __all__ = ["NODE_IP", "LocalRayCluster", "local_ray_cluster"]
 
 STARTED = "Ray runtime started"
+MARKER = "TRIMROUTE_RAY_CLUSTER"
 OBJECT_STORE_BYTES = 256 * 1024**2
 # a loopback address Ray keeps: it replaces 127.0.0.1 (and localhost) by the machine's outward address
 NODE_IP = "127.0.0.2"
@@ -102,6 +104,9 @@ class LocalRayCluster:
             # Ray >= 2.5x turns token auth on when ~/.ray/auth_token exists (any local ray.init writes one),
             # and the nodes of one cluster can then disagree; loopback only, so no token
             "RAY_AUTH_MODE": "disabled",
+            # inherited by every process of the cluster, Ray's workers too (they run in sessions of their own
+            # and rename themselves ray::NAME): how ``processes`` and ``stop`` find them
+            MARKER: str(self.temp_dir),
         }
         self.head: _Node | None = None
         self.workers: list[_Node | None] = []
@@ -147,13 +152,22 @@ class LocalRayCluster:
         node.proc.wait()
         self.workers[index] = None
 
+    def processes(self, title: str = "ray::") -> list[int]:
+        """Process ids of this cluster whose command line starts with ``title`` (``ray::ShardWorker``: the
+        worker process of every such actor)."""
+        return [pid for pid, cmdline in _own_processes(str(self.temp_dir)) if cmdline.startswith(title.encode())]
+
     def stop(self) -> None:
-        """Stop every node of this cluster, then kill any straggler that names its temp dir; remove the dir."""
+        """Stop every node of this cluster, then kill any process left that carries its marker; remove the dir."""
         for node in [*self.workers, self.head]:
             if node is not None:
                 node.stop()
         self.workers, self.head = [], None
-        _kill_naming(str(self.temp_dir))
+        for pid, _ in _own_processes(str(self.temp_dir)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalRayCluster:
@@ -163,17 +177,18 @@ class LocalRayCluster:
         self.stop()
 
 
-def _kill_naming(marker: str) -> None:
-    """SIGKILL this user's processes whose command line contains ``marker`` (a path only our cluster uses)."""
-    me = os.getpid()
+def _own_processes(temp_dir: str) -> list[tuple[int, bytes]]:
+    """``(pid, command line)`` of the processes whose environment carries this cluster's marker."""
+    marker, found = f"{MARKER}={temp_dir}".encode(), []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if marker.encode() in (entry / "cmdline").read_bytes():
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append((int(entry.name), (entry / "cmdline").read_bytes()))
+        except OSError:
             continue  # gone already, or not ours to read
+    return found
 
 
 @contextmanager
