@@ -8,6 +8,7 @@ function over a list of argument tuples as Ray tasks (``trim pomdp solve --ray``
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, TypeVar
@@ -33,6 +34,8 @@ def connect(address: str) -> bool:
     ray = require_ray()
     if ray.is_initialized():
         return False
+    if address != "auto":
+        _check_reachable(address)
     try:
         # log_to_driver off: the workers' own logs stay in the cluster's log folder, not in trim's output
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
@@ -40,6 +43,17 @@ def connect(address: str) -> bool:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"cannot join the Ray cluster at {address!r}: {first}") from None
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once on an address where nothing listens (``ray.init`` would retry for minutes)."""
+    host, _, port = address.split("://")[-1].rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5.0).close()
+    except (OSError, ValueError):
+        raise ConfigError(
+            f"no Ray cluster answers at {address!r}: give the head's HOST:PORT (ray start --head prints it) or auto"
+        ) from None
 
 
 def disconnect(connected: bool) -> None:
