@@ -9,10 +9,10 @@ the server and the bench scripts all go through here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from trimroute.config import EngineConfig, RunConfig, identity
 from trimroute.data.grading import grade_trajectory
@@ -33,6 +33,7 @@ from trimroute.types import ROLES, Problem, Trajectory
 __all__ = [
     "Grader",
     "ProgressCallback",
+    "Solver",
     "build_backends",
     "build_engine",
     "cached_engine",
@@ -43,6 +44,14 @@ __all__ = [
 
 Grader = Callable[[Trajectory], Trajectory]
 ProgressCallback = Callable[[int, int], None]  # (problems done, problems in all), resumed ones included
+
+
+class Solver(Protocol):
+    """What ``route`` routes with: an ``Engine``, or ``eval.ray_shards.RayShards`` (the engines of a Ray cluster)."""
+
+    def run(
+        self, problems: Iterable[Problem], policy: Policy, on_step: StepCallback | None = None
+    ) -> AsyncIterator[Trajectory]: ...
 
 
 # scorers that read the question the way the models saw it: they score with the run's prompt format
@@ -86,7 +95,7 @@ def cached_engine(engine: Engine, store: CallStore, params: Mapping[str, Mapping
 
 
 async def route(
-    engine: Engine,
+    engine: Solver,
     problems: Iterable[Problem],
     policy: Policy,
     *,

@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +49,12 @@ class CacheStats:
 
     def to_dict(self) -> dict[str, int]:
         return {"requests": self.requests, "hits": self.hits, "coalesced": self.coalesced, "misses": self.misses}
+
+    def add(self, counts: Mapping[str, int]) -> None:
+        """Add counts made elsewhere (a Ray worker's ``to_dict`` delta)."""
+        self.hits += counts.get("hits", 0)
+        self.coalesced += counts.get("coalesced", 0)
+        self.misses += counts.get("misses", 0)
 
 
 class _OwnerCancelled(Exception):
@@ -93,6 +99,16 @@ class CallStore:
     def _put(self, key: str, value: str) -> None:
         self._conn.execute("INSERT OR REPLACE INTO calls (key, value) VALUES (?, ?)", (key, value))
         self._conn.commit()
+
+    def _put_many(self, rows: Sequence[tuple[str, str]]) -> None:
+        self._conn.executemany("INSERT OR REPLACE INTO calls (key, value) VALUES (?, ?)", rows)
+        self._conn.commit()
+
+    async def put_many(self, rows: Sequence[tuple[str, str]]) -> None:
+        """Store ``(key, JSON value)`` rows made elsewhere (a Ray worker's calls), so this process stays the
+        only writer of its file."""
+        if rows:
+            await self._io(self._put_many, rows)
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)

@@ -19,7 +19,7 @@ from trimroute.errors import ConfigError
 from trimroute.eval.methods import Method, parse_methods
 from trimroute.eval.results import PLOT_NAME
 from trimroute.eval.rundir import RunDir
-from trimroute.eval.sweep import SweepOptions, evaluate
+from trimroute.eval.sweep import RayOptions, SweepOptions, evaluate
 from trimroute.eval.training import TrainingRun, load_training
 from trimroute.types import Problem
 
@@ -37,6 +37,7 @@ def run_eval(
     prices: dict,
     options: SweepOptions,
     training: TrainingRun | None = None,
+    ray: RayOptions | None = None,
 ) -> dict[str, Any]:
     """The sweep with progress bars (and, with ``options.live``, one problem streamed), then its tables."""
     with RichSweepProgress(console) as progress:
@@ -52,6 +53,7 @@ def run_eval(
                 options=options,
                 progress=progress,
                 training=training,
+                ray=ray,
             )  # fmt: skip
         )
     print_results(results, options.title, run.config().get("notes"))
@@ -114,6 +116,16 @@ def eval_(
     live: Annotated[bool, typer.Option(help="Stream one problem of the first step-routing point, step by step.")] = (
         False
     ),
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Solve the engine points on this Ray cluster (HOST:PORT or auto), sharded by problem; "
+            "thresholds, budget matching and the query-level baselines stay here (docs/ray.md)."
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int | None, typer.Option(help="Worker actors (shards) with --ray; default one per node with a CPU.")
+    ] = None,
 ) -> None:
     """Run methods (weak, strong, thr:0,0.1,...,1, random:matched, automix, query:sw|mf|bert, oracle, any policy)
     over a dataset; write trajectories, metrics.json, report.md and the accuracy–cost plot."""
@@ -130,6 +142,8 @@ def eval_(
             seed=seed, concurrency=concurrency,
         )  # fmt: skip
         parsed = parse_methods(methods or [DEFAULT_METHODS])
+        if ray_workers is not None and (ray is None or ray_workers < 1):
+            raise ConfigError("--ray-workers takes a number >= 1 and needs --ray ADDRESS")
         if bootstrap < 1 or router_folds < 2 or budget_pilots < 1:
             raise ConfigError("--bootstrap and --budget-pilots must be >= 1 and --router-folds >= 2")
         training = load_training(train) if train is not None else None
@@ -159,5 +173,5 @@ def eval_(
         )  # fmt: skip
         run_eval(
             config, problems, parsed, run, dataset=data, cache=cache_path, prices=table, options=options,
-            training=training,
+            training=training, ray=RayOptions(ray, ray_workers) if ray is not None else None,
         )  # fmt: skip

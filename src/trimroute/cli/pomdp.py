@@ -23,6 +23,9 @@ def solve_cmd(
     preset: Annotated[str | None, typer.Option(help="Shipped preset name (e.g. qwen1.5b-7b).")] = None,
     params: Annotated[Path | None, typer.Option(help="Parameter JSON written by trim fit.")] = None,
     token_bins: Annotated[int, typer.Option(help="Bins of the proposal's token count.")] = 4,
+    ray: Annotated[
+        str | None, typer.Option(help="Solve the λ values as parallel tasks on this Ray cluster (HOST:PORT or auto).")
+    ] = None,
 ) -> None:
     """Solve the POMDP for each λ; use the result as --policy pomdp:OUT/lam=L."""
     from trimroute.policies.pomdp_model import POMDPModel
@@ -34,8 +37,17 @@ def solve_cmd(
             raise ConfigError("give exactly one of --preset NAME or --params FILE")
         source = preset if preset is not None else str(params)
         model = POMDPModel.from_params(load_params(source), token_bins=token_bins)
-        for value in numbers_option("--lam", lam, ctx.args):
-            solution = solve(model, value)
+        values = numbers_option("--lam", lam, ctx.args)
+        for value in values:  # a bad λ fails here, before any task is sent
+            if value < 0:
+                raise ConfigError(f"λ must be >= 0 (price of one strong token), got {value}")
+        if ray is not None:
+            from trimroute.cluster import ray_map
+
+            solutions = ray_map(solve, [(model, v) for v in values], ray)
+        else:
+            solutions = (solve(model, v) for v in values)
+        for value, solution in zip(values, solutions, strict=True):
             folder = solution.save(out / f"lam={value:g}", {"params": source, "token_bins": token_bins})
             console.print(
                 f"λ={value:g}: {solution.solve_seconds:.2f} s, value {solution.value(model.initial_belief):.4f} "

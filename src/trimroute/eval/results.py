@@ -34,6 +34,7 @@ __all__ = [
     "percent",
     "plot_run",
     "render_markdown",
+    "without_timing",
     "write_results",
 ]
 
@@ -43,6 +44,8 @@ CPT_TARGETS = (0.5, 0.8, 0.95)
 BUDGET_SHARES = (0.1, 0.2, 0.5)  # budgeted accuracy at these shares of the strong-only cost
 REFERENCES = ("weak", "strong")
 MATCHED = "random:matched"
+# what a run's speed and call order decide, not its trajectories: wall times and the cache's counters
+TIMING_KEYS = frozenset({"wall_time_s", "wall_p50_s", "wall_p95_s", "first_step_p50_s", "calls"})
 QUERY_LEVEL = ("automix", "query:")  # method names of the query-level baselines (the oracle is a bound, not one)
 CURVES_NOTE = (
     "CPT, ΔIBC and APGR are read off each method's frontier: the upper concave hull of its points with "
@@ -385,3 +388,13 @@ def write_results(out: Path, results: Mapping[str, Any], title: str) -> None:
     write_json(out / "metrics.json", results)
     (out / "report.md").write_text(render_markdown(results, title), encoding="utf-8")
     plot_run(results, out / PLOT_NAME, title=title)
+
+
+def without_timing(results: Any) -> Any:
+    """``results`` (metrics.json) without what depends on how fast or in which order the run went (wall
+    times, cache counters): two runs of the same sweep, local or on Ray, resumed or not, agree on the rest."""
+    if isinstance(results, Mapping):
+        return {k: without_timing(v) for k, v in results.items() if k not in TIMING_KEYS}
+    if isinstance(results, list):
+        return [without_timing(v) for v in results]
+    return results

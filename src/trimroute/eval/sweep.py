@@ -27,6 +27,7 @@ import numpy as np
 
 from trimroute._version import __version__
 from trimroute.config import RunConfig, run_identity, to_dict
+from trimroute.data.grading import grade_trajectory
 from trimroute.engine import Engine
 from trimroute.errors import ConfigError, DataError
 from trimroute.eval import derived
@@ -47,11 +48,11 @@ from trimroute.eval.results import PointData, compute_metrics, write_results
 from trimroute.eval.rundir import PointEntry, RunDir
 from trimroute.eval.training import TrainingRun
 from trimroute.policies import parse_policy
-from trimroute.runner import build_engine, route
+from trimroute.runner import Grader, Solver, build_engine, route
 from trimroute.store import CallStore
 from trimroute.types import Problem, Role, Scores, Step, Trajectory, Usage
 
-__all__ = ["SweepOptions", "SweepProgress", "evaluate", "finish_run", "quantile_thresholds", "run_sweep"]
+__all__ = ["RayOptions", "SweepOptions", "SweepProgress", "evaluate", "finish_run", "quantile_thresholds", "run_sweep"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,15 @@ class SweepOptions:
     seed: int = 0  # bootstrap and fold assignment
     title: str = "trim eval"
     live: bool = False  # stream one problem of the first step-routing point (SweepProgress.live / .step)
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """``trim eval --ray``: the cluster's address (``HOST:PORT`` or ``auto``) and how many worker actors
+    (shards) to run; None = one per node with a CPU."""
+
+    address: str
+    workers: int | None = None
 
 
 class SweepProgress:
@@ -114,8 +124,12 @@ class _Sweep:
         options: SweepOptions,
         progress: SweepProgress,
         training: TrainingRun | None,
+        shards: Solver | None = None,
     ) -> None:
         self.engine, self.problems, self.run, self.store = engine, problems, run, store
+        # where engine points are solved; Ray workers grade their own trajectories (eval.ray_shards)
+        self.solver: Solver = shards if shards is not None else engine
+        self.grade: Grader | None = None if shards is not None else grade_trajectory
         self.options, self.progress, self.training = options, progress, training
         self.ids = [p.id for p in problems]
         self.embed: Embedder = memoized(minilm)  # SW and MF embed the same problems
@@ -150,7 +164,10 @@ class _Sweep:
             else:
                 self.progress.advance()
 
-        await route(self.engine, problems, policy, out=self.run.file(entry), on_progress=on_progress, on_step=on_step)
+        await route(
+            self.solver, problems, policy, out=self.run.file(entry), grade=self.grade, on_progress=on_progress,
+            on_step=on_step,
+        )  # fmt: skip
         return self.point(entry)
 
     def point(self, entry: PointEntry) -> list[Trajectory]:
@@ -189,6 +206,7 @@ async def run_sweep(
     options: SweepOptions | None = None,
     progress: SweepProgress | None = None,
     training: TrainingRun | None = None,
+    shards: Solver | None = None,
 ) -> dict[str, Any]:
     """Run ``methods`` over ``problems`` into ``run`` (resuming what is there) and return its metrics.
 
@@ -196,7 +214,10 @@ async def run_sweep(
     saved in ``config.json`` and must match when the run resumes. ``store`` is the call cache the engine's
     calls go through (``runner.build_engine(config, cache=store)``): its counters go to ``calls.json``.
     ``training``: the run the query-level baselines learn from (``setup["setup"]`` must be its setup;
-    no shared problem); without it they are cross-fitted on ``problems``.
+    no shared problem); without it they are cross-fitted on ``problems``. ``shards``: where the engine
+    points are solved instead of ``engine`` (``RayShards``, whose workers grade and whose calls reach
+    ``store``); what needs every problem at once (quantile thresholds, budget matching, AutoMix's
+    verifier, the query routers) still runs here.
     """
     options = options or SweepOptions()
     progress = progress or SweepProgress()
@@ -215,7 +236,7 @@ async def run_sweep(
     _check_scorer(engine, methods)
     n = len(problems)
     progress.grow(n * sum(len(m.specs) for m in methods if isinstance(m, PolicyPoints)))
-    sweep = _Sweep(engine, problems, run, store, options, progress, training)
+    sweep = _Sweep(engine, problems, run, store, options, progress, training, shards)
     results: dict[str, list[list[Trajectory]]] = {}
     for method in methods:
         if isinstance(method, PolicyPoints):
@@ -250,9 +271,11 @@ async def evaluate(
     options: SweepOptions | None = None,
     progress: SweepProgress | None = None,
     training: TrainingRun | None = None,
+    ray: RayOptions | None = None,
 ) -> dict[str, Any]:
     """``trim eval``: ``run_sweep`` with the engine built from ``config``, behind the call cache at ``cache``
-    (the result then also says how many calls this invocation made and took from the cache).
+    (the result then also says how many calls this invocation made and took from the cache). With ``ray``,
+    the engine points run on the actors of that Ray cluster (``eval.ray_shards``), the rest here.
 
     The run resumes only with the same dataset and the same ``config.run_identity`` (endpoints, timeouts,
     thread counts and concurrency may change between invocations)."""
@@ -262,18 +285,33 @@ async def evaluate(
         "setup": run_identity(config),
         "run_config": to_dict(config),
     }
+    if ray is not None and options is not None and options.live:
+        raise ConfigError("--live streams steps from this process: it cannot be used with --ray")
     store = CallStore(cache) if cache is not None else None
     engine = build_engine(config, cache=store)
+    connected, shards = False, None
     try:
+        if ray is not None:
+            from trimroute.cluster import connect
+            from trimroute.eval.ray_shards import RayShards
+
+            connected = connect(ray.address)
+            shards = await RayShards.start(config, store, ray.workers)
         results = await run_sweep(
             engine, problems, methods, run, setup=setup, store=store, prices=prices, options=options,
-            progress=progress, training=training,
+            progress=progress, training=training, shards=shards,
         )  # fmt: skip
         if store is not None:  # this invocation's calls (metrics.json sums every invocation's)
             stats = store.stats.values()
             results["invocation"] = {"made": sum(s.misses for s in stats), "cached": sum(s.hits for s in stats)}
         return results
     finally:
+        if shards is not None:
+            await shards.aclose()
+        if connected:
+            from trimroute.cluster import disconnect
+
+            disconnect(connected)
         await engine.aclose()
         if store is not None:
             store.close()
@@ -500,7 +538,14 @@ def finish_run(
     options = options or SweepOptions()
     if prices is None:
         prices = {r: Price(*v) for r, v in run.config().get("prices", {}).items()}
-    points = [PointData(p.name, p.method, run.trajectories(p)) for p in run.points]
+    # in dataset order, not the order problems finished in: the bootstrap resamples by position, so the
+    # intervals would otherwise depend on concurrency, resumes and Ray workers
+    order = {i: n for n, i in enumerate(run.config().get("problem_ids", []))}
+
+    def saved(entry: PointEntry) -> list[Trajectory]:
+        return sorted(run.trajectories(entry), key=lambda t: order.get(t.problem.id, len(order)))
+
+    points = [PointData(p.name, p.method, saved(p)) for p in run.points]
     results = compute_metrics(
         points, prices=prices or None, cache_calls=run.calls(), n_resamples=options.n_resamples, seed=options.seed,
         notes=run.config().get("notes"),
