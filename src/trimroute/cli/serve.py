@@ -31,7 +31,9 @@ def serve(
         str | None,
         typer.Option("--ray", metavar="ADDRESS", help="run on Ray Serve: auto (the running cluster), local, host:port"),
     ] = None,
-    replicas: Annotated[int | None, typer.Option(help="with --ray: copies of the app, each with its own backends")] = None,
+    replicas: Annotated[
+        int | None, typer.Option(help="with --ray: copies of the app, each with its own backends")
+    ] = None,
     autoscale: Annotated[
         str | None, typer.Option(metavar="MIN:MAX", help="with --ray: autoscale the replicas between MIN and MAX")
     ] = None,
@@ -92,7 +94,9 @@ def _serve_on_ray(
         from trimroute.serve.ray_serve import APP_NAME, application
         from trimroute.serve.settings import ServerConfig
     except ImportError as e:
-        raise ConfigError(f"trim serve --ray needs the ray extra ({e.name} is missing): pip install 'trimroute[ray]'") from None
+        raise ConfigError(
+            f"trim serve --ray needs the ray extra ({e.name} is missing): pip install 'trimroute[ray]'"
+        ) from None
     if replicas is not None and autoscale is not None:
         raise ConfigError("give --replicas N or --autoscale MIN:MAX, not both")
     mapping = load_file(config)

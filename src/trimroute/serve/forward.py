@@ -60,7 +60,9 @@ class Forwarder:
                 await _close(stream)
                 raise TypeError(f"a replica answered out of order: {type(start).__name__}, {type(first).__name__}")
             return self._response(start, first, stream)
-        failure = ApiError(503, f"no replica answered after {self.attempts} attempts: {error}", code="replica_unavailable")
+        failure = ApiError(
+            503, f"no replica answered after {self.attempts} attempts: {error}", code="replica_unavailable"
+        )
         return JSONResponse(failure.envelope(), status_code=failure.status)
 
     def _response(self, start: ResponseStart, first: bytes, stream: AsyncIterator[ResponseStart | bytes]) -> Response:
