@@ -112,9 +112,10 @@ def _serve_on_ray(
         log_level=log_level,
     )
     ray.init(address=address, log_to_driver=False)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a plain kill deletes the app too
+    signal.signal(signal.SIGTERM, _exit_once)  # a plain kill deletes the application too
     try:
-        serve.start(http_options={"host": host, "port": port})
+        # one HTTP proxy, on the head node at --host:--port (a Serve config file can put one on every node)
+        serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
         serve.run(app, name=APP_NAME, route_prefix="/")
         scale = f"autoscaled {autoscale}" if autoscale else f"{replicas or 1} replica(s)"
         console.print(f"TRIM on Ray Serve at http://{host}:{port}/v1 ({scale}) — models: {routers}", highlight=False)
@@ -123,8 +124,17 @@ def _serve_on_ray(
     except KeyboardInterrupt:
         pass
     finally:
-        serve.delete(APP_NAME)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the clean-up finish
+        if address == "local":
+            serve.shutdown()  # our own cluster: everything goes
+        else:
+            serve.delete(APP_NAME)  # someone else's: only our application
         ray.shutdown()
+
+
+def _exit_once(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(0)
 
 
 def _range(text: str) -> tuple[int, int]:

@@ -88,9 +88,9 @@ class TrimIngress:
         return await self.forward(HttpRequest.from_scope(request.scope, await request.body()))
 
     async def _metrics(self) -> bytes:
-        """Every running replica's metrics (one call per replica)."""
-        texts = await self.replicas.options(method_name="metrics").broadcast()
-        return merge_replicas(dict(texts))
+        """Every running replica's metrics (one call per replica; a replica dying meanwhile is left out)."""
+        answers = await self.replicas.broadcast("metrics").results_async(return_exceptions=True)
+        return merge_replicas(dict(a for a in answers if isinstance(a, tuple)))
 
 
 def application(
