@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import ray
 from ray import serve
 from ray.serve import Application
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -43,7 +43,6 @@ APP_NAME, REPLICA, INGRESS = "trim", "TrimReplica", "TrimIngress"
 RETRYABLE: tuple[type[BaseException], ...] = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
 
 
-@serve.deployment(name=REPLICA)
 class TrimReplica:
     """One copy of the server app, with its own backends, engine and metrics."""
 
@@ -63,7 +62,6 @@ class TrimReplica:
         await self.app.state.handler.aclose()
 
 
-@serve.deployment(name=INGRESS)
 class TrimIngress:
     """The HTTP entry point: forwards to ``TrimReplica`` replicas."""
 
@@ -72,7 +70,9 @@ class TrimIngress:
         self.forward = Forwarder(self._call, RETRYABLE, attempts=attempts)
 
     async def _call(self, request: HttpRequest) -> AsyncIterator[ResponseStart | bytes]:
-        stream = self.replicas.options(method_name="handle", stream=True).remote(request)
+        stream = cast(
+            DeploymentResponseGenerator, self.replicas.options(method_name="handle", stream=True).remote(request)
+        )
         done = False
         try:
             async for item in stream:
@@ -109,7 +109,7 @@ def application(
     server = ServerConfig.from_mapping(config)
     if replicas < 1:
         raise ConfigError(f"--replicas must be >= 1, got {replicas}")
-    if autoscale is not None and not 0 <= autoscale[0] <= autoscale[1] or autoscale == (0, 0):
+    if autoscale is not None and not (0 <= autoscale[0] <= autoscale[1] and autoscale[1] >= 1):
         raise ConfigError(f"--autoscale MIN:MAX needs 0 <= MIN <= MAX and MAX >= 1, got {autoscale}")
     actor: dict[str, Any] = {"num_cpus": replica_cpus}
     if env:
@@ -119,18 +119,20 @@ def application(
     scaling: dict[str, Any] = {"num_replicas": replicas}
     if autoscale is not None:
         scaling = {
-            "num_replicas": "auto",
             "autoscaling_config": {
                 "min_replicas": autoscale[0],
                 "max_replicas": autoscale[1],
                 "target_ongoing_requests": max(1, server.serve.max_pending // 4),
             },
         }
-    backend = TrimReplica.options(
-        max_ongoing_requests=server.serve.max_pending, ray_actor_options=actor, **scaling
-    ).bind(dict(config), log_level)
+    backend = (
+        serve.deployment(name=REPLICA)(TrimReplica)
+        .options(max_ongoing_requests=server.serve.max_pending, ray_actor_options=actor, **scaling)
+        .bind(dict(config), log_level)
+    )
     most = server.serve.max_pending * (autoscale[1] if autoscale else replicas)
-    return TrimIngress.options(max_ongoing_requests=most, ray_actor_options={"num_cpus": 0}).bind(backend, attempts)
+    ingress = serve.deployment(name=INGRESS)(TrimIngress)
+    return ingress.options(max_ongoing_requests=most, ray_actor_options={"num_cpus": 0}).bind(backend, attempts)
 
 
 def build(args: dict[str, Any]) -> Application:

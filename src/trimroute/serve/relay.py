@@ -10,7 +10,7 @@ as it would be under uvicorn.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +75,7 @@ class ResponseStart:
         return next((v for k, v in self.headers if k.lower() == name), None)
 
 
-async def relay(app: AsgiApp, request: HttpRequest) -> AsyncIterator[ResponseStart | bytes]:
+async def relay(app: AsgiApp, request: HttpRequest) -> AsyncGenerator[ResponseStart | bytes, None]:
     """The response of ``app`` to ``request``: its start, then each non-empty body chunk as it is sent."""
     messages: asyncio.Queue[Message | None] = asyncio.Queue()
     gone = asyncio.Event()
