@@ -85,39 +85,38 @@ def _serve_on_ray(
     config: Path, address: str, replicas: int | None, autoscale: str | None, host: str, port: int, log_level: str
 ) -> None:
     """Deploy the app on Ray Serve and stay attached until interrupted; the application is deleted then."""
+    from trimroute.config import load_file
+    from trimroute.serve.app import create_app
+    from trimroute.serve.scaling import parse_autoscale, replica_scaling
+    from trimroute.serve.settings import ServerConfig
+
+    if replicas is not None and autoscale is not None:
+        raise ConfigError("give --replicas N or --autoscale MIN:MAX, not both")
+    bounds = None if autoscale is None else parse_autoscale(autoscale)
+    mapping = load_file(config)
+    server = ServerConfig.from_mapping(mapping)
+    count = 1 if replicas is None else replicas
+    replica_scaling(count, bounds, server.serve.max_pending)  # bad flags fail before Ray is reached
+    probe = create_app(server)  # and so does a bad router spec
+    routers = ", ".join(probe.state.handler.routers.names())
+    asyncio.run(probe.state.handler.aclose())
     try:
         import ray
         from ray import serve
 
-        from trimroute.config import load_file
-        from trimroute.serve.app import create_app
         from trimroute.serve.ray_serve import APP_NAME, application
-        from trimroute.serve.settings import ServerConfig
     except ImportError as e:
         raise ConfigError(
             f"trim serve --ray needs the ray extra ({e.name} is missing): pip install 'trimroute[ray]'"
         ) from None
-    if replicas is not None and autoscale is not None:
-        raise ConfigError("give --replicas N or --autoscale MIN:MAX, not both")
-    mapping = load_file(config)
-    server = ServerConfig.from_mapping(mapping)
-    probe = create_app(server)  # a bad router spec fails here, in one line, before Ray starts
-    routers = ", ".join(probe.state.handler.routers.names())
-    asyncio.run(probe.state.handler.aclose())
-    app = application(
-        mapping,
-        replicas=1 if replicas is None else replicas,
-        autoscale=None if autoscale is None else _range(autoscale),
-        env=_secrets(server),
-        log_level=log_level,
-    )
+    app = application(mapping, replicas=count, autoscale=bounds, env=_secrets(server), log_level=log_level)
     ray.init(address=address, log_to_driver=False)
     signal.signal(signal.SIGTERM, _exit_once)  # a plain kill deletes the application too
     try:
         # one HTTP proxy, on the head node at --host:--port (a Serve config file can put one on every node)
         serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
         serve.run(app, name=APP_NAME, route_prefix="/")
-        scale = f"autoscaled {autoscale}" if autoscale else f"{replicas or 1} replica(s)"
+        scale = f"autoscaled {autoscale}" if autoscale else f"{count} replica(s)"
         console.print(f"TRIM on Ray Serve at http://{host}:{port}/v1 ({scale}) — models: {routers}", highlight=False)
         while True:
             time.sleep(3600)
@@ -135,16 +134,6 @@ def _serve_on_ray(
 def _exit_once(signum: int, frame: object) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.exit(0)
-
-
-def _range(text: str) -> tuple[int, int]:
-    low, sep, high = text.partition(":")
-    try:
-        if sep:
-            return int(low), int(high)
-    except ValueError:
-        pass
-    raise ConfigError(f"--autoscale takes MIN:MAX, e.g. 1:4, got {text!r}")
 
 
 def _secrets(server: ServerConfig) -> dict[str, str]:

@@ -34,6 +34,7 @@ from trimroute.serve.forward import Forwarder
 from trimroute.serve.logs import configure_logging
 from trimroute.serve.metrics import CONTENT_TYPE_LATEST, merge_replicas
 from trimroute.serve.relay import HttpRequest, ResponseStart, relay
+from trimroute.serve.scaling import replica_scaling
 from trimroute.serve.settings import ServerConfig
 
 __all__ = ["APP_NAME", "INGRESS", "REPLICA", "application", "build"]
@@ -107,24 +108,12 @@ def application(
     ingress. ``env`` is set in every replica's environment (API keys named by the config). The config
     is checked here, so a bad one fails before anything is deployed."""
     server = ServerConfig.from_mapping(config)
-    if replicas < 1:
-        raise ConfigError(f"--replicas must be >= 1, got {replicas}")
-    if autoscale is not None and not (0 <= autoscale[0] <= autoscale[1] and autoscale[1] >= 1):
-        raise ConfigError(f"--autoscale MIN:MAX needs 0 <= MIN <= MAX and MAX >= 1, got {autoscale}")
+    scaling = replica_scaling(replicas, autoscale, server.serve.max_pending)
     actor: dict[str, Any] = {"num_cpus": replica_cpus}
     if env:
         actor["runtime_env"] = {"env_vars": dict(env)}
     # a replica admits serve.max_pending requests; more wait in Serve's queue, where a replica's death
     # does not touch them
-    scaling: dict[str, Any] = {"num_replicas": replicas}
-    if autoscale is not None:
-        scaling = {
-            "autoscaling_config": {
-                "min_replicas": autoscale[0],
-                "max_replicas": autoscale[1],
-                "target_ongoing_requests": max(1, server.serve.max_pending // 4),
-            },
-        }
     backend = (
         serve.deployment(name=REPLICA)(TrimReplica)
         .options(max_ongoing_requests=server.serve.max_pending, ray_actor_options=actor, **scaling)
