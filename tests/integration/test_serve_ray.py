@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import openai
@@ -25,10 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from trimroute.testing.llama_server import free_port
 from trimroute.testing.openai_sim import ANSWER, SimulatedServer
 from trimroute.testing.ray_cluster import LocalRayCluster
+from trimroute.testing.ray_replicas import replica_pids
 
 KEY = "test-key-ray"
 QUESTION = "What is 6 times 7?"
-REPLICA_TITLE = b"ray::ServeReplica:trim:TrimReplica"
 
 
 @dataclass
@@ -66,19 +65,6 @@ def served(ray_cluster: LocalRayCluster, tmp_path_factory: pytest.TempPathFactor
         finally:
             proc.terminate()  # deletes the application, leaves the cluster to the next test
             proc.wait(timeout=60)
-
-
-def replica_pids(cluster: LocalRayCluster) -> list[int]:
-    """The processes of this cluster's TrimReplica actors (their open logs are under the cluster's dir)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(REPLICA_TITLE):
-                if any(str(cluster.temp_dir) in os.readlink(fd) for fd in (entry / "fd").iterdir()):
-                    pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
 
 
 def metric(text: str, family: str) -> dict[str, float]:
@@ -129,7 +115,7 @@ async def _load(url: str, n_plain: int, n_stream: int) -> list[tuple[str, int, s
 
 
 def test_killing_a_replica_under_load_loses_no_request_that_had_not_started(served: Served) -> None:
-    pids = replica_pids(served.cluster)
+    pids = replica_pids(served.cluster.temp_dir)
     assert len(pids) == 2, pids
     n_plain, n_stream = 48, 16
     before = served.backend.completions()
@@ -154,5 +140,8 @@ def test_killing_a_replica_under_load_loses_no_request_that_had_not_started(serv
             assert text.endswith("data: [DONE]\n\n") and '"error"' not in text and "boxed{42}" in text
     # the dead replica's requests were asked for again on the live one
     again = served.backend.completions() - before - (n_plain + n_stream)
-    print(f"replica killed with {n_plain + n_stream} requests in flight: 0 lost, {again} sent again")
-    assert again > 0
+    text = httpx.get(f"{served.url}/metrics").text
+    ingress = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if "ingress" in s.name}
+    print(f"replica killed with {n_plain + n_stream} requests in flight: 0 lost, {again} sent again; {ingress}")
+    assert again > 0 and ingress["trim_ingress_retries_total"] >= again
+    assert ingress["trim_ingress_streams_cut_total"] == 0

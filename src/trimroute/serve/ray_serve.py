@@ -89,9 +89,23 @@ class TrimIngress:
         return await self.forward(HttpRequest.from_scope(request.scope, await request.body()))
 
     async def _metrics(self) -> bytes:
-        """Every running replica's metrics (one call per replica; a replica dying meanwhile is left out)."""
+        """Every running replica's metrics (one call per replica; a replica dying meanwhile is left out),
+        then this ingress replica's own counters."""
         answers = await self.replicas.broadcast("metrics").results_async(return_exceptions=True)
-        return merge_replicas(dict(a for a in answers if isinstance(a, tuple)))
+        own = [
+            (
+                "trim_ingress_retries",
+                "Requests sent again because their replica died before answering",
+                self.forward.retried,
+            ),
+            (
+                "trim_ingress_streams_cut",
+                "Streams cut by the death of their replica after they started",
+                self.forward.cut,
+            ),
+        ]
+        lines = [f"# HELP {n}_total {h}\n# TYPE {n}_total counter\n{n}_total {v}.0\n" for n, h, v in own]
+        return merge_replicas(dict(a for a in answers if isinstance(a, tuple))) + "".join(lines).encode()
 
 
 def application(
