@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -24,15 +24,18 @@ from trimroute.serve.relay import HttpRequest, ResponseStart
 __all__ = ["Forwarder"]
 
 Call = Callable[[HttpRequest], AsyncIterator[ResponseStart | bytes]]
+Answer = Callable[[HttpRequest], Awaitable[tuple[ResponseStart, bytes]]]
 
 
 @dataclass
 class Forwarder:
     """Forwards requests with ``call`` (one replica per call), retrying on the ``retryable`` errors that
-    mean the replica died. ``retried`` and ``cut`` count what happened, for tests and benchmarks."""
+    mean the replica died. ``answer``, when given, serves requests that do not ask to stream in one round
+    trip. ``retried`` and ``cut`` count what happened, for tests and benchmarks."""
 
     call: Call
     retryable: tuple[type[BaseException], ...]
+    answer: Answer | None = None
     attempts: int = 3
     backoff_s: float = 0.05
     retried: int = field(default=0, init=False)
@@ -40,11 +43,21 @@ class Forwarder:
 
     async def __call__(self, request: HttpRequest) -> Response:
         error: BaseException | None = None
+        unary = self.answer is not None and not request.streams()
         for attempt in range(self.attempts):
             if attempt:
                 self.retried += 1
                 logger.warning("replica died before answering (%s): retry %d of %s", error, attempt, request.path)
                 await asyncio.sleep(self.backoff_s * attempt)  # time for the router to drop the dead replica
+            if unary and self.answer is not None:
+                try:
+                    head, body = await self.answer(request)
+                except self.retryable as e:
+                    error = e
+                    continue
+                response = Response(body, status_code=head.status)
+                response.raw_headers = list(head.headers)  # as the app sent them (content-length included)
+                return response
             stream = aiter(self.call(request))
             try:
                 start = await anext(stream)

@@ -16,6 +16,7 @@ Two deployments make one Serve application:
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
@@ -33,7 +34,7 @@ from trimroute.serve.app import create_app
 from trimroute.serve.forward import Forwarder
 from trimroute.serve.logs import configure_logging
 from trimroute.serve.metrics import CONTENT_TYPE_LATEST, merge_replicas
-from trimroute.serve.relay import HttpRequest, ResponseStart, relay
+from trimroute.serve.relay import HttpRequest, ResponseStart, exchange, relay
 from trimroute.serve.scaling import replica_scaling
 from trimroute.serve.settings import ServerConfig
 
@@ -56,6 +57,9 @@ class TrimReplica:
         async for item in relay(self.app, request):
             yield item
 
+    async def answer(self, request: HttpRequest) -> tuple[ResponseStart, bytes]:
+        return await exchange(self.app, request)
+
     def metrics(self) -> tuple[str, bytes]:
         return self.replica, self.app.state.handler.metrics.render()
 
@@ -68,7 +72,15 @@ class TrimIngress:
 
     def __init__(self, replicas: DeploymentHandle, attempts: int = 3) -> None:
         self.replicas = replicas
-        self.forward = Forwarder(self._call, RETRYABLE, attempts=attempts)
+        self.forward = Forwarder(self._call, RETRYABLE, answer=self._answer, attempts=attempts)
+
+    async def _answer(self, request: HttpRequest) -> tuple[ResponseStart, bytes]:
+        response = self.replicas.options(method_name="answer").remote(request)
+        try:
+            return cast(tuple[ResponseStart, bytes], await response)
+        except asyncio.CancelledError:
+            response.cancel()  # the client left: stop the replica's work too
+            raise
 
     async def _call(self, request: HttpRequest) -> AsyncIterator[ResponseStart | bytes]:
         stream = cast(

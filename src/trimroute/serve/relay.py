@@ -4,17 +4,18 @@ call) and be played against the server app in process.
 ``relay(app, request)`` runs ``request`` through an ASGI app and yields the response's ``ResponseStart``
 and then its body chunks as they are sent: a streamed answer (SSE) stays streamed. When the consumer
 stops early (its client disconnected), the app sees ``http.disconnect`` and its request is cancelled,
-as it would be under uvicorn.
+as it would be under uvicorn. ``exchange`` is the same in one piece, for a request that does not stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HttpRequest", "ResponseStart", "relay"]
+__all__ = ["HttpRequest", "ResponseStart", "exchange", "relay"]
 
 Headers = tuple[tuple[bytes, bytes], ...]
 Message = MutableMapping[str, Any]
@@ -46,6 +47,16 @@ class HttpRequest:
             query_string=scope.get("query_string", b""),
             client=(client[0], client[1]) if client else None,
         )
+
+    def streams(self) -> bool:
+        """Whether the request asks for a streamed answer (``"stream": true`` in its JSON body)."""
+        if b'"stream"' not in self.body:
+            return False
+        try:
+            data = json.loads(self.body)
+        except ValueError:
+            return False
+        return isinstance(data, dict) and data.get("stream") is True
 
     def scope(self) -> dict[str, Any]:
         return {
@@ -107,3 +118,16 @@ async def relay(app: AsgiApp, request: HttpRequest) -> AsyncGenerator[ResponseSt
         if not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def exchange(app: AsgiApp, request: HttpRequest) -> tuple[ResponseStart, bytes]:
+    """The response of ``app`` to ``request`` in one piece: its start and its whole body."""
+    start, body = None, bytearray()
+    async for item in relay(app, request):
+        if isinstance(item, ResponseStart):
+            start = item
+        else:
+            body += item
+    if start is None:
+        raise RuntimeError(f"the app sent no response to {request.method} {request.path}")
+    return start, bytes(body)

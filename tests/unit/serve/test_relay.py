@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from trimroute.serve.forward import Forwarder
 from trimroute.serve.metrics import Metrics, merge_replicas
-from trimroute.serve.relay import HttpRequest, ResponseStart, relay
+from trimroute.serve.relay import HttpRequest, ResponseStart, exchange, relay
 
 from .conftest import MakeApp, SlowGenerator
 
@@ -75,6 +75,17 @@ async def test_relay_gives_the_same_answer_as_http(make_app: MakeApp) -> None:
     assert relayed["choices"] == direct["choices"] and relayed["trim"]["usage"] == direct["trim"]["usage"]
 
 
+async def test_exchange_is_the_relay_in_one_piece(make_app: MakeApp) -> None:
+    start, body = await exchange(make_app(), post(httpx.Request("POST", "/", json=CHAT).read()))
+    assert start.status == 200 and httpx.Response(200, content=body).json()["object"] == "chat.completion"
+
+
+def test_a_request_streams_when_its_body_says_so() -> None:
+    assert post(b'{"model": "weak", "stream": true}').streams()
+    assert not post(b'{"model": "weak", "stream": false}').streams()
+    assert not post(b'{"model": "weak"}').streams() and not post(b'{"stream": tru').streams()
+
+
 async def test_relay_streams_one_chunk_per_step(make_app: MakeApp, events: Events) -> None:
     body = httpx.Request("POST", "/", json=CHAT | {"stream": True}).read()
     start, *chunks = [item async for item in relay(make_app(), post(body))]
@@ -105,6 +116,27 @@ async def test_a_replica_dying_before_the_answer_is_retried(make_app: MakeApp) -
         s = await client.post("/v1/chat/completions", json=CHAT | {"stream": True})
         assert s.status_code == 200 and s.text.endswith("data: [DONE]\n\n")
     assert forward.retried == 2 and forward.cut == 0
+
+
+async def test_a_non_streaming_request_takes_one_round_trip_and_is_retried(make_app: MakeApp) -> None:
+    app, calls = make_app(), 0
+
+    async def answer(request: HttpRequest) -> tuple[ResponseStart, bytes]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ReplicaDied("replica 1 died")
+        return await exchange(app, request)
+
+    async def never(request: HttpRequest) -> AsyncIterator[ResponseStart | bytes]:
+        raise AssertionError("a non-streaming request went the streaming way")
+        yield b""  # pragma: no cover
+
+    forward = Forwarder(never, (ReplicaDied,), answer=answer, backoff_s=0)
+    async with ingress(forward) as client:
+        r = await client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].endswith("\\boxed{2}")
+    assert r.headers["content-type"] == "application/json" and calls == 2 and forward.retried == 1
 
 
 async def test_no_replica_left_is_a_503_envelope(make_app: MakeApp) -> None:
