@@ -71,12 +71,21 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def merge_replicas(texts: Mapping[str, bytes]) -> bytes:
-    """One exposition of several replicas' ``/metrics`` texts (replica id -> text): each series gets a
-    ``replica`` label, so sums over replicas are ``sum without (replica) (...)`` in PromQL."""
+def merge_replicas(texts: Mapping[str, bytes], more: Iterable[Metric] = ()) -> bytes:
+    """One exposition of several replicas' ``/metrics`` texts (replica id -> text), each series with a
+    ``replica`` label (sums over replicas are ``sum without (replica) (...)`` in PromQL), then ``more``."""
     registry = CollectorRegistry()
     registry.register(_Labelled(texts))
+    registry.register(_Given(list(more)))
     return generate_latest(registry)
+
+
+class _Given(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
 
 
 class _Labelled(Collector):

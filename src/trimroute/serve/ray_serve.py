@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 import ray
+from prometheus_client.core import CounterMetricFamily
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
@@ -105,19 +106,14 @@ class TrimIngress:
         then this ingress replica's own counters."""
         answers = await self.replicas.broadcast("metrics").results_async(return_exceptions=True)
         own = [
-            (
-                "trim_ingress_retries",
-                "Requests sent again because their replica died before answering",
-                self.forward.retried,
+            CounterMetricFamily(
+                "trim_ingress_retries", "Requests sent again: their replica died before answering", self.forward.retried
             ),
-            (
-                "trim_ingress_streams_cut",
-                "Streams cut by the death of their replica after they started",
-                self.forward.cut,
+            CounterMetricFamily(
+                "trim_ingress_streams_cut", "Streams cut by their replica's death after they started", self.forward.cut
             ),
         ]
-        lines = [f"# HELP {n}_total {h}\n# TYPE {n}_total counter\n{n}_total {v}.0\n" for n, h, v in own]
-        return merge_replicas(dict(a for a in answers if isinstance(a, tuple))) + "".join(lines).encode()
+        return merge_replicas(dict(a for a in answers if isinstance(a, tuple)), own)
 
 
 def application(
