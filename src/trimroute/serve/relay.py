@@ -39,9 +39,10 @@ class HttpRequest:
     @classmethod
     def from_scope(cls, scope: MutableMapping[str, Any], body: bytes) -> HttpRequest:
         client = scope.get("client")
+        path, prefix = scope["path"], scope.get("root_path", "")
         return cls(
             method=scope["method"],
-            path=scope["path"],
+            path=path[len(prefix) :] if prefix and path.startswith(prefix) else path,  # the app's own routes
             headers=tuple((bytes(k), bytes(v)) for k, v in scope.get("headers", ())),
             body=body,
             query_string=scope.get("query_string", b""),

@@ -80,6 +80,12 @@ async def test_exchange_is_the_relay_in_one_piece(make_app: MakeApp) -> None:
     assert start.status == 200 and httpx.Response(200, content=body).json()["object"] == "chat.completion"
 
 
+def test_a_route_prefix_is_not_part_of_the_apps_path() -> None:
+    scope = {"method": "GET", "path": "/trim/v1/models", "root_path": "/trim", "headers": [(b"a", b"b")]}
+    request = HttpRequest.from_scope(scope, b"")
+    assert request.path == "/v1/models" and request.headers == ((b"a", b"b"),)
+
+
 def test_a_request_streams_when_its_body_says_so() -> None:
     assert post(b'{"model": "weak", "stream": true}').streams()
     assert not post(b'{"model": "weak", "stream": false}').streams()
