@@ -33,35 +33,10 @@ from rich.table import Table
 
 from trimroute import prompts
 from trimroute.testing.llama_server import free_port
+from trimroute.testing.openai_sim import simulated_openai_app
 from trimroute.types import Problem
 
 QUESTION = "What is 6 times 7?"
-ANSWER = "So the answer is \\boxed{42}."
-
-
-def simulated_backend(latency_s: float) -> Any:
-    """A minimal OpenAI-compatible ASGI app: ``/v1/models`` at once, completions after ``latency_s``."""
-    models = json.dumps({"object": "list", "data": [{"id": "sim", "object": "model"}]}).encode()
-    completion = json.dumps({
-        "id": "sim", "object": "text_completion", "created": 0, "model": "sim",
-        "choices": [{"index": 0, "text": ANSWER, "finish_reason": "stop", "logprobs": None}],
-        "usage": {"prompt_tokens": 40, "completion_tokens": 9, "total_tokens": 49},
-    }).encode()  # fmt: skip
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        more = True
-        while more:
-            message = await receive()
-            more = message.get("more_body", False)
-        if scope["path"].endswith("/models"):
-            body = models
-        else:
-            await asyncio.sleep(latency_s)
-            body = completion
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": body})
-
-    return app
 
 
 @dataclass
@@ -154,7 +129,7 @@ def main() -> None:
     if args.backend:
         import uvicorn
 
-        app = simulated_backend(args.latency_ms / 1000)
+        app = simulated_openai_app(args.latency_ms / 1000)
         uvicorn.run(app, host="127.0.0.1", port=args.backend, log_level="warning", lifespan="off")
         return
 

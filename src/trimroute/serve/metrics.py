@@ -2,16 +2,23 @@
 
 Escalation rate = ``rate(trim_escalations_total[5m]) / sum(rate(trim_steps_total[5m]))`` (the share of
 accepted steps the strong model rewrote).
-With ``--workers N`` each worker keeps its own counters: scrape the workers separately.
+With ``--workers N`` each worker keeps its own counters: scrape the workers separately. On Ray Serve one
+scrape returns every replica's series, each with a ``replica`` label (``merge_replicas``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from trimroute.types import ROLES, Trajectory
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "merge_replicas"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -62,3 +69,36 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def merge_replicas(texts: Mapping[str, bytes], more: Iterable[Metric] = ()) -> bytes:
+    """One exposition of several replicas' ``/metrics`` texts (replica id -> text), each series with a
+    ``replica`` label (sums over replicas are ``sum without (replica) (...)`` in PromQL), then ``more``."""
+    registry = CollectorRegistry()
+    registry.register(_Labelled(texts))
+    registry.register(_Given(list(more)))
+    return generate_latest(registry)
+
+
+class _Given(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+class _Labelled(Collector):
+    def __init__(self, texts: Mapping[str, bytes]) -> None:
+        self.texts = texts
+
+    def collect(self) -> Iterable[Metric]:
+        merged: dict[str, Metric] = {}
+        for replica, text in sorted(self.texts.items()):
+            for family in text_string_to_metric_families(text.decode()):
+                into = merged.setdefault(family.name, Metric(family.name, family.documentation, family.type))
+                into.samples += [
+                    Sample(s.name, {**s.labels, "replica": replica}, s.value, s.timestamp, s.exemplar)
+                    for s in family.samples
+                ]
+        return merged.values()
