@@ -13,9 +13,11 @@ Labels:
 
 Features per step: arithmetic verifier; weak self-confidence (mean/min token log-probability under the weak
 model, teacher-forced, which equals what the generator reports for its own tokens); strong likelihood
-(mean/min under the strong model). AUROC is for "score ranks the wrong step below the correct ones"
-(0.5 = chance). The composite is fitted on CHAMP and evaluated both by 5-fold cross-validation on CHAMP
-and out of domain on GSM8K; its artifact is written to ``--out``.
+(mean/min under the strong model); the strong model as a judge (``scorers.judge``'s question, teacher-forced:
+P(Yes) / (P(Yes) + P(No)) over those two answers, where the judge scorer sums every spelling among the top
+log-probabilities), with its cost per step (seconds, strong prefill tokens). AUROC is for "score ranks the
+wrong step below the correct ones" (0.5 = chance). The composite is fitted on CHAMP and evaluated both by
+5-fold cross-validation on CHAMP and out of domain on GSM8K; its artifact is written to ``--out``.
 
     python bench/scorer_auroc.py --demo-out trim-demo --champ-limit 120 --out bench/results
 """
@@ -44,6 +46,7 @@ from trimroute import __version__, prompts
 from trimroute.models import pull_model
 from trimroute.scorers.arithmetic import ArithmeticScorer, check_claims
 from trimroute.scorers.composite import fit_logistic
+from trimroute.scorers.judge import judge_messages
 from trimroute.scorers.likelihood import TokenLogprobs
 from trimroute.trajectories import read_trajectories
 from trimroute.types import Problem, Step
@@ -147,6 +150,26 @@ def featurise(sols: Sequence[Labelled], weak: TokenLogprobs, strong: TokenLogpro
     return np.asarray(rows, dtype=float)
 
 
+def judge_scores(strong: TokenLogprobs, sols: Sequence[Labelled], what: str) -> tuple[np.ndarray, dict[str, float]]:
+    """P(Yes) of the strong model asked whether each step is correct, and the judge's cost per step."""
+    t0, tokens0, out = time.perf_counter(), strong.evaluated_tokens, []
+    for sol in track(sols, description=f"{what}: judge"):
+        steps = _steps(sol)
+        for i in range(len(steps)):
+            prompt = prompts.render_chatml(judge_messages(sol.problem, steps[: i + 1]))
+            yes, no = (
+                sum(strong.span_logprobs(prompt + a, [(len(prompt), len(prompt) + len(a))])[0][0])
+                for a in ("Yes", "No")
+            )
+            out.append(1.0 / (1.0 + math.exp(no - yes)))
+    n = max(len(out), 1)
+    cost = {
+        "seconds_per_step": (time.perf_counter() - t0) / n,
+        "prefill_tokens_per_step": (strong.evaluated_tokens - tokens0) / n,
+    }
+    return np.asarray(out), cost
+
+
 def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
     """AUROC of ranking wrong steps (label 0) below correct ones."""
     return float(roc_auc_score(1 - np.asarray(labels), -np.asarray(scores)))
@@ -178,6 +201,8 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     for name, fn in SCORERS.items():
         results[name] = {k: auroc([fn(r) for r in x], labels[k]) for k, (_, x) in sets.items()}
+    judged = {k: judge_scores(strong, sols, k) for k, (sols, _) in sets.items()}
+    results["judge (strong, yes/no)"] = {k: auroc(v, labels[k]) for k, (v, _) in judged.items()}
     x_c, y_c = sets["CHAMP"][1], labels["CHAMP"]
     cv = np.zeros(len(y_c))
     for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(x_c, y_c):
@@ -214,6 +239,7 @@ def main() -> None:
         "steps": {k: int(len(v)) for k, v in labels.items()},
         "wrong_steps": {k: int((v == 0).sum()) for k, v in labels.items()},
         "auroc": results,
+        "judge_cost": {k: c for k, (_, c) in judged.items()},
         "composite_artifact": str(artifact),
         "seconds": round(time.perf_counter() - t0, 1),
     }
