@@ -38,11 +38,10 @@ from rich.console import Console
 from rich.table import Table
 from serve_load import Phase, run_phase, start
 
-from trimroute.serve.ray_serve import APP_NAME, application
+from trimroute.serve.ray_serve import APP_NAME, REPLICA, application
 from trimroute.testing.llama_server import free_port
 from trimroute.testing.openai_sim import SimulatedServer
 from trimroute.testing.ray_cluster import LocalRayCluster
-from trimroute.testing.ray_replicas import replica_pids
 
 BODY = {"model": "weak", "messages": [{"role": "user", "content": "What is 6 times 7?"}]}
 
@@ -140,7 +139,7 @@ def main() -> None:
                 serve.run(application(config, replicas=2, attempts=attempts), name=APP_NAME, route_prefix="/")
                 asked = backend.completions()
                 console.print(f"Ray Serve, 2 replicas, {top} clients, one replica killed, attempts={attempts}")
-                victim = replica_pids(cluster.temp_dir)[0]
+                victim = sorted(cluster.processes(f"ray::ServeReplica:{APP_NAME}:{REPLICA}"))[0]
                 outcomes = asyncio.run(kill_phase(f"{base}/v1/chat/completions", top, args.duration, victim))
                 requests = sum(outcomes.values())
                 results["kills"].append({

@@ -24,9 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from trimroute.testing.llama_server import free_port
 from trimroute.testing.openai_sim import ANSWER, SimulatedServer
 from trimroute.testing.ray_cluster import LocalRayCluster
-from trimroute.testing.ray_replicas import replica_pids
 
 KEY = "test-key-ray"
+# the worker process of each replica (app "trim", deployment "TrimReplica" in serve.ray_serve)
+REPLICA_TITLE = "ray::ServeReplica:trim:TrimReplica"
 QUESTION = "What is 6 times 7?"
 
 
@@ -125,7 +126,7 @@ async def _load(url: str, n_plain: int, n_stream: int) -> list[Outcome]:
 
 
 def test_killing_a_replica_under_load_loses_no_request_that_had_not_started(served: Served) -> None:
-    pids = replica_pids(served.cluster.temp_dir)
+    pids = served.cluster.processes(REPLICA_TITLE)
     assert len(pids) == 2, pids
     n_plain, n_stream = 48, 16
     before = served.backend.completions()
