@@ -96,6 +96,26 @@ def _numbers(text: str) -> set[float]:
     return {float(x.replace(",", "")) for x in re.findall(r"\d[\d,]*(?:\.\d+)?", text)}
 
 
+def known_numbers(question: str, worked: str) -> set[float]:
+    """Numbers a correct solution may state: the question's, a worked solution's results (GSM8K's
+    ``<<a=b>>`` or, in plain text, what follows an ``=``) and its final answer (after ``####``)."""
+    results = re.findall(r"<<[^=>]*=(-?[\d.]+)>>", worked) or re.findall(r"=\s*[^\d\s-]?(-?\d[\d,]*(?:\.\d+)?)", worked)
+    return _numbers(question) | {float(v.replace(",", "")) for v in results} | _numbers(worked.split("####")[-1])
+
+
+def first_wrong(steps: Sequence[str], known: set[float]) -> int | None:
+    """The first step stating a computed number (a checkable calculation's result, or the boxed answer)
+    that is not in ``known``; None when no step does (the error cannot be placed)."""
+    for i, text in enumerate(steps):
+        stated = {float(c.right.rstrip(".")) for c in check_claims(text) if _is_number(c.right.rstrip("."))}
+        boxed = prompts.extract_boxed(text)
+        if boxed is not None and _is_number(boxed.replace(",", "")):
+            stated.add(float(boxed.replace(",", "")))
+        if any(all(abs(v - k) > 1e-6 for k in known) for v in stated):
+            return i
+    return None
+
+
 def gsm8k_solutions(demo_out: Path) -> Iterator[Labelled]:
     gold = {str(json.loads(line).get("idx")): json.loads(line) for line in GSM8K.read_text().splitlines()}
     for t in read_trajectories(demo_out / "trajectories" / "weak.jsonl"):
@@ -106,17 +126,9 @@ def gsm8k_solutions(demo_out: Path) -> Iterator[Labelled]:
         record = gold.get(t.problem.id)
         if record is None:
             continue
-        results = {float(v) for v in re.findall(r"<<[^=>]*=(-?[\d.]+)>>", record["answer"])}
-        known = _numbers(record["question"]) | results
-        known |= _numbers(record["answer"].split("####")[-1])
-        for i, text in enumerate(steps):
-            stated = {float(c.right.rstrip(".")) for c in check_claims(text) if _is_number(c.right.rstrip("."))}
-            boxed = prompts.extract_boxed(text)
-            if boxed is not None and _is_number(boxed.replace(",", "")):
-                stated.add(float(boxed.replace(",", "")))
-            if any(all(abs(v - k) > 1e-6 for k in known) for v in stated):
-                yield Labelled(t.problem, steps[: i + 1], (1,) * i + (0,))
-                break
+        i = first_wrong(steps, known_numbers(record["question"], record["answer"]))
+        if i is not None:
+            yield Labelled(t.problem, steps[: i + 1], (1,) * i + (0,))
 
 
 def _is_number(text: str) -> bool:

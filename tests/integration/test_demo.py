@@ -51,6 +51,20 @@ def test_demo_routes_two_problems_and_a_rerun_is_served_from_the_cache(tmp_path:
     assert "this time: 0 model calls made" in " ".join(again.output.split())  # every call from the cache
 
 
+def test_demo_seed_also_seeds_the_problem_generator(tmp_path: Path) -> None:
+    """``--seed`` picks reasoning-gym's problems too (it once left them at generator seed 0 whatever it said)."""
+    from trimroute.data.datasets import load_dataset
+
+    out = tmp_path / "demo"
+    args = ["--n", "1", "--dataset", "reasoning-gym:gsm_symbolic", "--out", str(out), "--no-random-baseline"]
+    result = invoke("demo", "--seed", "17", *args, "--thresholds", "0.5", *TINY, "--max-steps", "1")
+    assert result.exit_code == 0, result.output
+    (solved,) = read_trajectories(out / "trajectories" / "weak.jsonl")
+    (expected,) = load_dataset("reasoning-gym:gsm_symbolic", limit=1, seed=17)
+    assert solved.problem.question == expected.question and solved.problem.id == "gsm_symbolic-17-0"
+    assert expected.question != load_dataset("reasoning-gym:gsm_symbolic", limit=1, seed=0)[0].question
+
+
 def test_bad_input_is_one_line(tmp_path: Path) -> None:
     result = invoke("demo", "--weak", "no-such-model", "--out", str(tmp_path))
     assert result.exit_code == 1

@@ -70,7 +70,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Run directory (trajectories, call cache, report, plot).")] = Path(
         "trim-demo"
     ),
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Sampling seed; also the problem generator's (reasoning-gym:*).")] = 0,
     threads: Annotated[int | None, typer.Option(help="llama.cpp threads (default: all cores).")] = None,
     max_steps: Annotated[int, typer.Option(help="Steps per solution at most.")] = DEFAULTS["max_steps"],
     max_step_tokens: Annotated[int, typer.Option(help="Tokens per step at most.")] = DEFAULTS["max_step_tokens"],
@@ -93,10 +93,11 @@ def demo(
             max_step_tokens=max_step_tokens, max_solution_tokens=max_solution_tokens,
         )  # fmt: skip
         methods = parse_methods([demo_methods(k, qs, random_baseline)])
-        problems = load_dataset(dataset, limit=n)
+        problems = load_dataset(dataset, limit=n, seed=seed)  # as trim eval: one seed for both
         console.print(Text(f"weak {weak}, strong {strong}, scorer {scorer}, {len(problems)} problems from {dataset}"))
         _pull([weak, strong])
-        data = {"spec": dataset, "limit": n, "shuffle": False, "seed": 0, "problem_field": None, "answer_field": None}
+        data = {"spec": dataset, "limit": n, "shuffle": False, "seed": seed, "problem_field": None,
+                "answer_field": None}  # fmt: skip
         options = SweepOptions(title=f"trim demo · {Path(dataset).name}", live=True, budget_pilots=budget_pilots)
         run_eval(config, problems, methods, RunDir(out), dataset=data, cache=out / "cache.sqlite", prices={},
                  options=options)  # fmt: skip

@@ -66,3 +66,28 @@ async def test_kv_cache_and_memo_spare_the_prefix(model: TokenLogprobs) -> None:
 def test_factory_rejects_unknown_options() -> None:
     with pytest.raises(ConfigError, match="options are statistic"):
         SCORERS.create("likelihood", ScorerConfig(kind="likelihood", model="smollm2-135m-instruct", options={"k": 1}))
+
+
+def test_hidden_states_come_from_the_same_prefill_and_match_a_full_embedding_pass(model: TokenLogprobs) -> None:
+    import llama_cpp
+
+    path = pull_model("smollm2-135m-instruct")
+    hidden = TokenLogprobs(path, n_ctx=512, n_threads=2, hidden=True)
+    text = "Question: what is 48/2? Answer: 48/2 = 24, so the answer is 24."
+    spans = [(text.index("48/2 ="), text.index(", so")), (text.index("so the"), len(text))]
+    hidden.span_states(text[: spans[0][1]], spans[:1])  # a shorter prefix first: the grown text reuses the cache
+    lps, states, n = hidden.span_states(text, spans)
+    plain = model.span_logprobs(text, spans)[0]  # the same logits as a plain context's
+    assert [len(x) for x in lps] == [len(x) for x in plain] and sum(lps, []) == pytest.approx(sum(plain, []), abs=1e-4)
+    ref = llama_cpp.Llama(model_path=str(path), n_ctx=512, embedding=True, verbose=False,
+                          pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE)  # fmt: skip
+    every = np.asarray(ref.embed(text, normalize=False))  # one vector per token, BOS first
+    assert every.shape == (n, ref.n_embd())
+    tokens, offsets = hidden._tokens_with_offsets(text)
+    for (s, e), got in zip(spans, states, strict=True):
+        rows = [j for j in range(1, n) if len(text[:s].encode()) <= offsets[j] < len(text[:e].encode())]
+        assert got.shape == (len(rows), ref.n_embd())
+        np.testing.assert_allclose(got, every[rows], atol=2e-3)
+    assert model.span_states(text, spans)[1][0].shape == (0, model.llm.n_embd())  # none without ``hidden``
+    ref.close()
+    hidden.close()

@@ -1,0 +1,319 @@
+"""Does the CPU demo's routing hold on problems nobody tuned on? Choose on one set, report on another.
+
+- **Tuning set** (every choice is made here): the first ``--tune-n`` GSM8K test problems that are *not* among
+  ``gsm8k-offline``'s 100 (GSM-Symbolic's templates, hence the held-out problems, come from those 100), plus
+  CHAMP's human first-wrong-step annotations. Weak-only solutions are generated with the demo's models and
+  labelled like ``bench/scorer_auroc.py``'s GSM8K steps.
+- **Held-out set** (no choice looks at it): ``reasoning-gym:gsm_symbolic`` at generator seed 17 (fixed in
+  docs/cpu.md before the run), ``--heldout-n`` problems, labelled the same way from the generator's own worked
+  solution (``metadata.answer_cot``).
+
+Stages, each resumable (the run directories and ``features-*.npz`` under ``--out`` are kept):
+
+1. weak-only ``trim eval`` on the tuning set;
+2. per-step features of every weak step: the weak model's token log-probabilities and final-layer hidden
+   states (one teacher-forced prefill), the strong model's likewise (one prefill: what the ``likelihood``
+   scorer already pays);
+3. every candidate scorer's AUROC by 5-fold cross-validation over tuning solutions (grouped: a solution's
+   steps stay in one fold), and on CHAMP; the best is fitted on all tuning steps and saved as a ``composite``
+   artifact; thresholds are the 0.15 and 0.35 quantiles of its scores on the tuning weak steps (absolute
+   values from then on);
+4. the ``trim demo`` recipe on the held-out set with that scorer and those thresholds, ``random:matched``
+   searching 6 pilots for each threshold's budget;
+5. the held-out AUROC of every candidate (trained on tuning steps only) and the paired accuracy differences
+   of TRIM-Thr against weak-only and against random at its matched budget, with 95 % bootstrap intervals.
+
+    python bench/heldout.py --out runs/heldout --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import scorer_auroc as sa  # the sibling bench: CHAMP's labels, the first-wrong-step rule, AUROC
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+from sklearn.model_selection import GroupKFold
+
+from trimroute import prompts
+from trimroute.cli.eval import run_eval
+from trimroute.data.datasets import load_dataset
+from trimroute.demo import demo_config, demo_methods
+from trimroute.eval.methods import parse_methods
+from trimroute.eval.metrics import bootstrap_mean
+from trimroute.eval.rundir import RunDir
+from trimroute.eval.sweep import SweepOptions
+from trimroute.models import pull_model
+from trimroute.scorers.composite import LogisticModel, fit_logistic
+from trimroute.scorers.likelihood import TokenLogprobs
+from trimroute.trajectories import read_trajectories
+from trimroute.types import Problem
+
+HELDOUT_TASK, HELDOUT_SEED = "gsm_symbolic", 17
+QUANTILES = (0.15, 0.35)
+CAPS = {"max_steps": 30, "max_step_tokens": 256, "max_solution_tokens": 1024}  # the README's 100-problem run
+SCALARS = ("conf_mean", "conf_min", "lik_mean", "lik_min")
+console = Console()
+
+
+# ---- problems and the numbers a correct solution may state ----
+
+
+def tuning_problems(n: int, out: Path) -> tuple[str, list[Problem], dict[str, set[float]]]:
+    """The first ``n`` GSM8K test problems outside gsm8k-offline, written to ``out`` as a JSONL dataset."""
+    seen = {p.id for p in load_dataset("gsm8k-offline")}
+    records = [json.loads(line) for line in sa.GSM8K.read_text().splitlines()]
+    records = [r for r in records if str(r["idx"]) not in seen][:n]
+    spec = out / "tune_problems.jsonl"
+    rows = ({"id": str(r["idx"]), "question": r["question"], "answer": r["answer"].split("####")[-1].strip()}
+            for r in records)  # fmt: skip
+    spec.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    known = {str(r["idx"]): sa.known_numbers(r["question"], r["answer"]) for r in records}
+    return str(spec), load_dataset(str(spec)), known
+
+
+def heldout_problems(n: int) -> tuple[list[Problem], dict[str, set[float]]]:
+    import reasoning_gym
+
+    problems = load_dataset(f"reasoning-gym:{HELDOUT_TASK}", limit=n, seed=HELDOUT_SEED)
+    generated = reasoning_gym.create_dataset(HELDOUT_TASK, size=n, seed=HELDOUT_SEED)
+    known = {
+        f"{HELDOUT_TASK}-{HELDOUT_SEED}-{i}": sa.known_numbers(e["question"], e["metadata"]["answer_cot"])
+        for i, e in enumerate(generated)
+    }
+    return problems, known
+
+
+# ---- stage 1 and 4: trim eval runs ----
+
+
+def evaluate(problems: list[Problem], spec: str, seed: int, run: Path, cache: Path, scorer: str, methods: str,
+             threads: int | None) -> RunDir:  # fmt: skip
+    """The ``trim demo`` recipe (its config at the README's 100-problem caps) as ``trim eval`` runs it."""
+    config = demo_config(scorer=scorer, threads=threads, **CAPS)
+    data = {
+        "spec": spec,
+        "limit": len(problems),
+        "shuffle": False,
+        "seed": seed,
+        "problem_field": None,
+        "answer_field": None,
+    }
+    options = SweepOptions(title=f"held-out bench · {spec}", budget_pilots=6)
+    run_eval(config, problems, parse_methods([methods]), RunDir(run), dataset=data, cache=cache, prices={},
+             options=options)  # fmt: skip
+    return RunDir(run)
+
+
+# ---- stage 2: features ----
+
+
+def all_steps(run: Path, known: dict[str, set[float]]) -> list[sa.Labelled]:
+    """Every weak solution with all its steps; labels 1 / 0 (first wrong) / -1 (after it, or unplaceable)."""
+    out = []
+    for t in read_trajectories(run / "trajectories" / "weak.jsonl"):
+        steps = tuple(s.text for s in t.steps)
+        if t.correct:
+            labels = [1] * len(steps)
+        else:
+            first = sa.first_wrong(steps, known[t.problem.id])
+            labels = [-1] * len(steps) if first is None else [1] * first + [0] + [-1] * (len(steps) - first - 1)
+        out.append(sa.Labelled(t.problem, steps, tuple(labels)))
+    return out
+
+
+def features(sols: Sequence[sa.Labelled], weak: TokenLogprobs, strong: TokenLogprobs, path: Path, what: str) -> dict:
+    """Per step: scalars (conf/lik mean, min), hidden states (mean over the step's tokens, last token) of both
+    models, label, solution index, and the strong prefill's cost; cached in ``path``."""
+    if path.exists():
+        return dict(np.load(path))
+    cols: dict[str, list] = {k: [] for k in ("scalars", "w_mean", "w_last", "s_mean", "s_last", "label", "group")}
+    t0, tokens0 = time.perf_counter(), strong.evaluated_tokens
+    for g, sol in enumerate(track(sols, description=f"{what}: features", console=console)):
+        fmt = prompts.TRIM_V0
+        text = prompts.render_chatml(prompts.messages(sol.problem, sol.steps, fmt))
+        at = len(text) - len(fmt.prefill(sol.steps)) + len(fmt.steps_header)
+        spans = []
+        for s in sol.steps:
+            spans.append((at, at + len(s)))
+            at += len(s) + len(prompts.SEPARATOR)
+        (wl, ws, _), (sl, ss, _) = weak.span_states(text, spans), strong.span_states(text, spans)
+        for i, y in enumerate(sol.labels):
+            if not wl[i] or not sl[i]:
+                continue  # a step with no token of its own (cannot happen with TRIM's non-empty steps)
+            cols["scalars"].append((np.mean(wl[i]), min(wl[i]), np.mean(sl[i]), min(sl[i])))
+            cols["w_mean"].append(ws[i].mean(0))
+            cols["w_last"].append(ws[i][-1])
+            cols["s_mean"].append(ss[i].mean(0))
+            cols["s_last"].append(ss[i][-1])
+            cols["label"].append(y)
+            cols["group"].append(g)
+    arrays = {k: np.asarray(v, dtype=np.float32 if k not in ("label", "group") else np.int64) for k, v in cols.items()}
+    n = max(len(arrays["label"]), 1)
+    arrays["cost"] = np.asarray([(time.perf_counter() - t0) / n, (strong.evaluated_tokens - tokens0) / n])
+    np.savez_compressed(path, **arrays)
+    return arrays
+
+
+# ---- stage 3: candidates ----
+
+Columns = Callable[[dict], np.ndarray]
+PROBES: dict[str, tuple[Columns, float]] = {  # name -> (feature columns, logistic C)
+    "probe: strong last-token state": (lambda f: f["s_last"], 0.01),
+    "probe: strong mean state": (lambda f: f["s_mean"], 0.01),
+    "probe: weak last-token state": (lambda f: f["w_last"], 0.01),
+    "probe: weak mean state": (lambda f: f["w_mean"], 0.01),
+    "probe: strong mean state, C=0.001": (lambda f: f["s_mean"], 0.001),
+    "probe: strong mean state + conf/lik": (lambda f: np.hstack([f["s_mean"], f["scalars"]]), 0.01),
+    "composite: conf + lik (logistic)": (lambda f: f["scalars"], 1.0),
+}
+RAW = {name: i for i, name in enumerate(("confidence (mean)", "confidence (min)", "likelihood (mean)",
+                                         "likelihood (min)"))}  # fmt: skip
+
+
+def labelled(f: dict) -> np.ndarray:
+    return f["label"] >= 0
+
+
+def fit(columns: Columns, c: float, f: dict) -> LogisticModel:
+    x, m = columns(f), labelled(f)
+    names = tuple(f"x{i}" for i in range(x.shape[1]))
+    return fit_logistic(("bench",), names, x[m], f["label"][m] == 1, c=c)
+
+
+def cv_auroc(columns: Columns, c: float, f: dict) -> float:
+    m = labelled(f)
+    x, y, g = columns(f)[m], f["label"][m], f["group"][m]
+    pred = np.zeros(len(y))
+    for train, test in GroupKFold(5).split(x, y, g):
+        model = fit_logistic(("bench",), tuple(f"x{i}" for i in range(x.shape[1])), x[train], y[train] == 1, c=c)
+        pred[test] = model.predict(x[test])
+    return sa.auroc(pred, y)
+
+
+# ---- stage 5: paired comparison ----
+
+
+def paired(run: RunDir) -> list[dict]:
+    solved = {p.name: {t.problem.id: bool(t.correct) for t in run.trajectories(p)} for p in run.points}
+    matched = {thr: rnd for rnd, thr in run.config().get("notes", {}).get("matched_random", {}).items()}
+    rows = []
+    for method in (m for m in solved if m.startswith("thr:") and m != "thr:0"):
+        for other in ("weak", matched.get(method)):
+            if other is None:
+                continue
+            diff = np.array([int(solved[method][i]) - int(solved[other][i]) for i in solved[method]], dtype=float)
+            ci = bootstrap_mean(diff, n_resamples=10_000)
+            rows.append({"trim": method, "vs": other, "difference": float(diff.mean()), "ci95": [ci.low, ci.high],
+                         "only_trim": int((diff > 0).sum()), "only_other": int((diff < 0).sum())})  # fmt: skip
+    return rows
+
+
+def table(title: str, header: Iterable[str], rows: Iterable[Iterable[str]]) -> None:
+    t = Table(title=title)
+    for i, h in enumerate(header):
+        t.add_column(h, justify="left" if i == 0 else "right")
+    for r in rows:
+        t.add_row(*r)
+    console.print(t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("runs/heldout"))
+    ap.add_argument("--tune-n", type=int, default=100)
+    ap.add_argument("--heldout-n", type=int, default=100)
+    ap.add_argument("--champ-limit", type=int, default=60)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--route", action="store_true", help="also run TRIM-Thr and matched random on the held-out set")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "cache.sqlite"  # one call cache: the routing run reuses the weak-only calls
+
+    spec, tune_problems, tune_known = tuning_problems(args.tune_n, out)
+    evaluate(tune_problems, spec, 0, out / "tune", cache, "likelihood", "weak", args.threads)
+    held_problems, held_known = heldout_problems(args.heldout_n)
+    held_spec = f"reasoning-gym:{HELDOUT_TASK}"
+    evaluate(held_problems, held_spec, HELDOUT_SEED, out / "heldout-weak", cache, "likelihood", "weak", args.threads)
+    weak = TokenLogprobs(pull_model("qwen2.5-coder-0.5b-instruct"), n_threads=args.threads, hidden=True)
+    strong = TokenLogprobs(pull_model("qwen2.5-coder-1.5b-instruct"), n_threads=args.threads, hidden=True)
+    champ_all = list(sa.champ_solutions())
+    pick = sorted(np.random.default_rng(0).permutation(len(champ_all))[: args.champ_limit])
+    sets = {
+        "tune": features(all_steps(out / "tune", tune_known), weak, strong, out / "features-tune.npz", "tuning"),
+        "champ": features([champ_all[i] for i in pick], weak, strong, out / "features-champ.npz", "CHAMP"),
+        "heldout": features(all_steps(out / "heldout-weak", held_known), weak, strong, out / "features-heldout.npz",
+                            "held-out"),
+    }  # fmt: skip
+
+    # every choice below reads the tuning set only; CHAMP and the held-out set are only reported
+    results: dict[str, dict[str, float]] = {}
+    for name, i in RAW.items():
+        results[name] = {k: sa.auroc(f["scalars"][labelled(f)][:, i], f["label"][labelled(f)]) for k, f in sets.items()}
+    for name, (columns, c) in PROBES.items():
+        model = fit(columns, c, sets["tune"])
+        results[name] = {"tune": cv_auroc(columns, c, sets["tune"])}
+        for k in ("champ", "heldout"):
+            f = sets[k]
+            results[name][k] = sa.auroc(model.predict(columns(f)[labelled(f)]), f["label"][labelled(f)])
+    best = max(results, key=lambda k: results[k]["tune"])
+    counts = {k: (int(labelled(f).sum()), int((f["label"] == 0).sum()), len(set(f["group"].tolist())))
+              for k, f in sets.items()}  # fmt: skip
+    header = ["scorer", *(f"{k} ({n} steps, {w} wrong, {g} sol.)" for k, (n, w, g) in counts.items())]
+    rows = [[n + (" ← chosen" if n == best else ""), *(f"{r[k]:.3f}" for k in sets)] for n, r in results.items()]
+    table("first-wrong-step AUROC (tune: 5-fold CV; champ, heldout: fitted on tune)", header, rows)
+    cost = {k: {"seconds_per_step": float(f["cost"][0]), "strong_prefill_tokens_per_step": float(f["cost"][1])}
+            for k, f in sets.items()}  # fmt: skip
+    summary: dict = {"heldout": {"task": HELDOUT_TASK, "seed": HELDOUT_SEED, "n": len(held_problems)},
+                     "tune_n": len(tune_problems), "champ_solutions": len(pick), "steps": counts,
+                     "auroc": results, "chosen": best, "feature_cost": cost}  # fmt: skip
+
+    if args.route:
+        scorer = route_scorer(best, sets["tune"], out)
+        scores = tune_scores(best, sets["tune"])
+        thresholds = [float(np.quantile(scores, q)) for q in QUANTILES]
+        console.print(f"{best}: thresholds {thresholds} (quantiles {QUANTILES} of the tuning weak steps' scores)")
+        methods = demo_methods(thresholds)
+        run = evaluate(held_problems, held_spec, HELDOUT_SEED, out / "heldout-route", cache, scorer, methods,
+                       args.threads)  # fmt: skip
+        rows = paired(run)
+        table("held-out paired accuracy differences (95 % bootstrap CI)", ["TRIM-Thr", "vs", "diff", "CI", "+", "-"],
+              [[r["trim"], r["vs"], f"{r['difference']:+.1%}", f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}]",
+                str(r["only_trim"]), str(r["only_other"])] for r in rows])  # fmt: skip
+        summary["routing"] = {"scorer": scorer, "thresholds": thresholds, "paired": rows}
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    (out / "heldout.json").write_text(json.dumps(summary, indent=2) + "\n")
+    console.print(f"written {out / 'heldout.json'}")
+
+
+def route_scorer(best: str, tune: dict, out: Path) -> str:
+    """The demo's ``--scorer`` for the chosen candidate (a composite is refitted as the product's artifact)."""
+    if best in RAW:
+        kind, stat = best.split(" (")
+        return f"{kind}:{stat.rstrip(')')}"
+    if best != "composite: conf + lik (logistic)":
+        raise SystemExit(f"{best!r} is not a trim scorer yet: route with another candidate")
+    m = labelled(tune)
+    model = fit_logistic(("confidence", "likelihood"), SCALARS, tune["scalars"][m], tune["label"][m] == 1,
+                         meta={"fitted_on": "bench/heldout.py tuning steps"})  # fmt: skip
+    return f"composite:{model.save(out / 'composite_tune.json')}"
+
+
+def tune_scores(best: str, tune: dict) -> np.ndarray:
+    """The chosen scorer's scores on every tuning weak step (what the demo's quantile thresholds read)."""
+    if best in RAW:
+        return np.exp(tune["scalars"][:, RAW[best]])
+    columns, c = PROBES[best]
+    return np.asarray(fit(columns, c, tune).predict(columns(tune)))
+
+
+if __name__ == "__main__":
+    main()
