@@ -57,12 +57,12 @@ def test_demo_seed_also_seeds_the_problem_generator(tmp_path: Path) -> None:
 
     out = tmp_path / "demo"
     args = ["--n", "1", "--dataset", "reasoning-gym:gsm_symbolic", "--out", str(out), "--no-random-baseline"]
-    result = invoke("demo", "--seed", "17", *args, "--thresholds", "0.5", *TINY, "--max-steps", "1")
+    result = invoke("demo", "--seed", "17", *args, "--thresholds", "0.5", *TINY, *SHORT)
     assert result.exit_code == 0, result.output
     (solved,) = read_trajectories(out / "trajectories" / "weak.jsonl")
     (expected,) = load_dataset("reasoning-gym:gsm_symbolic", limit=1, seed=17)
-    assert solved.problem.question == expected.question and solved.problem.id == "gsm_symbolic-17-0"
-    assert expected.question != load_dataset("reasoning-gym:gsm_symbolic", limit=1, seed=0)[0].question
+    assert solved.problem.text == expected.text and solved.problem.id == "gsm_symbolic-17-0"
+    assert expected.text != load_dataset("reasoning-gym:gsm_symbolic", limit=1, seed=0)[0].text
 
 
 def test_bad_input_is_one_line(tmp_path: Path) -> None:
