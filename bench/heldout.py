@@ -164,15 +164,26 @@ def features(sols: Sequence[sa.Labelled], weak: TokenLogprobs, strong: TokenLogp
 # ---- stage 3: candidates ----
 
 Columns = Callable[[dict], np.ndarray]
-PROBES: dict[str, tuple[Columns, float]] = {  # name -> (feature columns, logistic C)
-    "probe: strong last-token state": (lambda f: f["s_last"], 0.01),
-    "probe: strong mean state": (lambda f: f["s_mean"], 0.01),
-    "probe: weak last-token state": (lambda f: f["w_last"], 0.01),
-    "probe: weak mean state": (lambda f: f["w_mean"], 0.01),
-    "probe: strong mean state, C=0.001": (lambda f: f["s_mean"], 0.001),
-    "probe: strong mean state + conf/lik": (lambda f: np.hstack([f["s_mean"], f["scalars"]]), 0.01),
-    "composite: conf + lik (logistic)": (lambda f: f["scalars"], 1.0),
-}
+Product = tuple[tuple[str, ...], Callable[[int], tuple[str, ...]]] | None  # components, feature names(width)
+
+
+def _hidden(stat: str, *scalars: str) -> Product:
+    components = ("confidence",) * bool(scalars) + (f"likelihood:hidden={stat}",)
+    return components, lambda width: (*(f"hidden_{stat}_{i}" for i in range(width)), *scalars)
+
+
+# name -> (feature columns, logistic C, the trim scorer computing those columns; None: no scorer does)
+PROBES: dict[str, tuple[Columns, float, Product]] = {
+    "probe: strong last-token state": (lambda f: f["s_last"], 0.01, _hidden("last")),
+    "probe: strong mean state": (lambda f: f["s_mean"], 0.01, _hidden("mean")),
+    "probe: weak last-token state": (lambda f: f["w_last"], 0.01, None),
+    "probe: weak mean state": (lambda f: f["w_mean"], 0.01, None),
+    "probe: strong mean state, C=0.001": (lambda f: f["s_mean"], 0.001, _hidden("mean")),
+    "probe: strong mean state + conf/lik": (
+        lambda f: np.hstack([f["s_mean"], f["scalars"]]), 0.01, _hidden("mean", *SCALARS)),
+    "composite: conf + lik (logistic)": (
+        lambda f: f["scalars"], 1.0, (("confidence", "likelihood"), lambda _: SCALARS)),
+}  # fmt: skip
 RAW = {name: i for i, name in enumerate(("confidence (mean)", "confidence (min)", "likelihood (mean)",
                                          "likelihood (min)"))}  # fmt: skip
 
@@ -258,7 +269,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     for name, i in RAW.items():
         results[name] = {k: sa.auroc(f["scalars"][labelled(f)][:, i], f["label"][labelled(f)]) for k, f in sets.items()}
-    for name, (columns, c) in PROBES.items():
+    for name, (columns, c, _) in PROBES.items():
         model = fit(columns, c, sets["tune"])
         results[name] = {"tune": cv_auroc(columns, c, sets["tune"])}
         for k in ("champ", "heldout"):
@@ -277,8 +288,7 @@ def main() -> None:
                      "auroc": results, "chosen": best, "feature_cost": cost}  # fmt: skip
 
     if args.route:
-        scorer = route_scorer(best, sets["tune"], out)
-        scores = tune_scores(best, sets["tune"])
+        scorer, scores = route_scorer(best, sets["tune"], out)
         thresholds = [float(np.quantile(scores, q)) for q in QUANTILES]
         console.print(f"{best}: thresholds {thresholds} (quantiles {QUANTILES} of the tuning weak steps' scores)")
         methods = demo_methods(thresholds)
@@ -294,25 +304,20 @@ def main() -> None:
     console.print(f"written {out / 'heldout.json'}")
 
 
-def route_scorer(best: str, tune: dict, out: Path) -> str:
-    """The demo's ``--scorer`` for the chosen candidate (a composite is refitted as the product's artifact)."""
+def route_scorer(best: str, tune: dict, out: Path) -> tuple[str, np.ndarray]:
+    """The demo's ``--scorer`` for the chosen candidate (a fitted one saved as a ``composite`` artifact,
+    fitted on the labelled tuning steps) and its scores on every tuning weak step."""
     if best in RAW:
         kind, stat = best.split(" (")
-        return f"{kind}:{stat.rstrip(')')}"
-    if best != "composite: conf + lik (logistic)":
-        raise SystemExit(f"{best!r} is not a trim scorer yet: route with another candidate")
-    m = labelled(tune)
-    model = fit_logistic(("confidence", "likelihood"), SCALARS, tune["scalars"][m], tune["label"][m] == 1,
-                         meta={"fitted_on": "bench/heldout.py tuning steps"})  # fmt: skip
-    return f"composite:{model.save(out / 'composite_tune.json')}"
-
-
-def tune_scores(best: str, tune: dict) -> np.ndarray:
-    """The chosen scorer's scores on every tuning weak step (what the demo's quantile thresholds read)."""
-    if best in RAW:
-        return np.exp(tune["scalars"][:, RAW[best]])
-    columns, c = PROBES[best]
-    return np.asarray(fit(columns, c, tune).predict(columns(tune)))
+        return f"{kind}:{stat.rstrip(')')}", np.exp(tune["scalars"][:, RAW[best]])
+    columns, c, product = PROBES[best]
+    if product is None:
+        raise SystemExit(f"{best!r} is no trim scorer yet (the weak model's states): route with another candidate")
+    components, names = product
+    x, m = columns(tune), labelled(tune)
+    model = fit_logistic(components, names(x.shape[1]), x[m], tune["label"][m] == 1, c=c,
+                         meta={"fitted_on": "bench/heldout.py tuning steps", "candidate": best})  # fmt: skip
+    return f"composite:{model.save(out / 'scorer_tune.json')}", np.asarray(model.predict(x))
 
 
 if __name__ == "__main__":

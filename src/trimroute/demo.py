@@ -16,6 +16,7 @@ from typing import Any
 
 from trimroute.config import BackendConfig, EngineConfig, RunConfig, ScorerConfig
 from trimroute.errors import ConfigError
+from trimroute.scorers.composite import LogisticModel
 
 __all__ = ["DEFAULTS", "demo_config", "demo_methods"]
 
@@ -39,15 +40,13 @@ DEFAULTS: dict[str, Any] = {
 
 def _scorer_config(spec: str, strong: str, n_ctx: int, threads: int | None) -> ScorerConfig:
     kind, _, arg = spec.partition(":")
+    model_options: dict[str, Any] = {"n_ctx": n_ctx, **({"n_threads": threads} if threads else {})}
     if kind == "likelihood":
-        options: dict[str, Any] = {"n_ctx": n_ctx, **({"statistic": arg} if arg else {})}
-        if threads:
-            options["n_threads"] = threads
-        return ScorerConfig(kind=kind, model=strong, options=options)
+        return ScorerConfig(kind=kind, model=strong, options={**model_options, **({"statistic": arg} if arg else {})})
     if kind == "confidence":
         return ScorerConfig(kind=kind, options={"statistic": arg} if arg else {})
     if kind == "composite":
-        return ScorerConfig(kind=kind, model=strong, options={"artifact": arg})
+        return ScorerConfig(kind=kind, model=strong, options={"artifact": arg, **model_options})
     if arg:
         raise ConfigError(f"scorer {kind!r} takes no value, got {spec!r}")
     return ScorerConfig(kind=kind)
@@ -72,7 +71,12 @@ def demo_config(
     Qwen2.5-Coder-0.5B)."""
     threads = threads or os.cpu_count()
     scorer_config = _scorer_config(scorer, strong, n_ctx, threads)
-    weak_logprobs = scorer_config.kind in ("confidence", "composite")
+    # the weak model's own log-probabilities only where a confidence feature reads them: in-process llama.cpp
+    # generates far slower with logits_all (about 2 against 18 weak steps a minute, measured on the demo pair)
+    weak_logprobs = scorer_config.kind == "confidence" or (
+        scorer_config.kind == "composite"
+        and any(c.startswith("confidence") for c in LogisticModel.load(scorer_config.options["artifact"]).components)
+    )
 
     def backend(model: str, logprobs: bool) -> BackendConfig:
         options: dict[str, Any] = {"n_ctx": n_ctx, **({"n_threads": threads} if threads else {})}

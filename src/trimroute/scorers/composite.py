@@ -126,16 +126,19 @@ class CompositeScorer:
     name: str = "composite"
 
     def __post_init__(self) -> None:
-        names = tuple(n for c in self.components for n in c.feature_names)
-        if names != self.model.feature_names:
+        names = [n for c in self.components for n in c.feature_names]
+        missing = [n for n in self.model.feature_names if n not in names]
+        if missing:
             raise ArtifactError(
-                f"composite scorer was fitted on features {list(self.model.feature_names)}, "
-                f"but its components give {list(names)}"
+                f"composite scorer was fitted on features {missing[:4]} that its components do not give "
+                f"({names[:6]}{'…' if len(names) > 6 else ''})"
             )
+        self._columns = [names.index(n) for n in self.model.feature_names]  # the fit may use a subset
 
     async def features(self, problem: Problem, steps: Sequence[Step]) -> Features:
         parts = await asyncio.gather(*(c.features(problem, steps) for c in self.components))
-        rows = tuple(tuple(v for part in parts for v in part.rows[i]) for i in range(len(steps)))
+        every = [[v for part in parts for v in part.rows[i]] for i in range(len(steps))]
+        rows = tuple(tuple(row[j] for j in self._columns) for row in every)
         return Features(
             self.model.feature_names,
             rows,
@@ -152,21 +155,37 @@ class CompositeScorer:
             await c.aclose()
 
 
-def composite_scorer(config: ScorerConfig) -> CompositeScorer:
-    """Registry factory (``kind: composite``, ``options: {artifact: PATH}``); ``model`` goes to the
-    components that need one (the likelihood scorer)."""
+MODEL_OPTIONS = ("n_ctx", "n_threads")  # the composite's options that go to its model-loading component
+
+
+def component_config(spec: str, model: str, model_options: dict[str, Any]) -> ScorerConfig:
+    """A component as the artifact names it: ``kind`` or ``kind:key=value,...`` (``likelihood:hidden=mean``);
+    ``model`` and ``model_options`` go to the likelihood scorer, the one component that loads a model."""
     from trimroute.config import ScorerConfig
+
+    kind, _, rest = spec.partition(":")
+    options: dict[str, Any] = dict(item.split("=", 1) for item in rest.split(",") if "=" in item)
+    if kind != "likelihood":
+        return ScorerConfig(kind=kind, options=options)
+    return ScorerConfig(kind=kind, model=model, options={**model_options, **options})
+
+
+def composite_scorer(config: ScorerConfig) -> CompositeScorer:
+    """Registry factory (``kind: composite``, ``options: {artifact: PATH, n_ctx, n_threads}``); ``model``
+    and the last two go to the components that load one (the likelihood scorer)."""
     from trimroute.scorers import SCORERS
 
     options = dict(config.options)
     artifact = options.pop("artifact", None)
+    model_options = {k: options.pop(k) for k in MODEL_OPTIONS if k in options}
     if artifact is None or options:
-        raise ConfigError("scorer 'composite' takes exactly one option, artifact: PATH (a fitted JSON file)")
+        raise ConfigError("scorer 'composite' options are artifact: PATH (a fitted JSON file), n_ctx, n_threads")
     model = LogisticModel.load(artifact)
     components = []
-    for kind in model.components:
-        scorer = SCORERS.create(kind, ScorerConfig(kind=kind, model=config.model if kind == "likelihood" else ""))
+    for spec in model.components:
+        part = component_config(spec, config.model, model_options)
+        scorer = SCORERS.create(part.kind, part)
         if not isinstance(scorer, FeatureScorer):
-            raise ArtifactError(f"composite component {kind!r} exposes no features; refit without it")
+            raise ArtifactError(f"composite component {spec!r} exposes no features; refit without it")
         components.append(scorer)
     return CompositeScorer(tuple(components), model)

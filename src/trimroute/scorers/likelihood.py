@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["LikelihoodScorer", "TokenLogprobs", "likelihood_scorer"]
 
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"
+# a step's hidden-state feature from its tokens' states (a step always has a token of its own)
+HIDDEN = {"mean": lambda s: tuple(s.mean(0).tolist()), "last": lambda s: tuple(s[-1].tolist())}
 
 
 class TokenLogprobs:
@@ -144,8 +146,10 @@ class TokenLogprobs:
 class LikelihoodScorer:
     """Mean and min token log-probability of each step under a (strong) model.
 
-    Per-step results are memoised by the exact text up to the step's end, so re-scoring a history only
-    evaluates the steps that are new.
+    With ``hidden`` (``mean`` over the step's tokens, or the ``last`` token's) the features also carry the
+    model's final-layer state of the step from the same prefill, for a probe fitted on labelled steps
+    (``composite``). Per-step results are memoised by the exact text up to the step's end, so re-scoring a
+    history only evaluates the steps that are new.
     """
 
     model: TokenLogprobs
@@ -153,12 +157,20 @@ class LikelihoodScorer:
     prompt: prompts.PromptFormat = prompts.TRIM_V0  # the demo's measurements used this format
     name: str = "likelihood"
     feature_names: tuple[str, ...] = ("lik_mean", "lik_min")
+    hidden: str | None = None
     memo_size: int = 4096
 
     def __post_init__(self) -> None:
         check_statistic(self.statistic, self.name)
+        if self.hidden is not None:
+            if self.hidden not in HIDDEN:
+                raise ConfigError(f"likelihood option hidden is one of {sorted(HIDDEN)}, got {self.hidden!r}")
+            if not self.model.hidden:
+                raise ConfigError("likelihood with hidden needs TokenLogprobs(..., hidden=True)")
+            width = self.model.llm.n_embd()
+            self.feature_names = ("lik_mean", "lik_min", *(f"hidden_{self.hidden}_{i}" for i in range(width)))
         self._lock = threading.Lock()
-        self._memo: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._memo: OrderedDict[str, tuple[float, ...]] = OrderedDict()
 
     def _compute(self, problem: Problem, steps: Sequence[Step]) -> Features:
         texts = [s.text for s in steps]
@@ -172,9 +184,10 @@ class LikelihoodScorer:
             at += len(step_text) + len(prompts.SEPARATOR)
         todo = [i for i, k in enumerate(keys) if k not in self._memo]
         with self._lock:
-            logprobs, n_prompt = self.model.span_logprobs(text, [spans[i] for i in todo])
-        for i, lps in zip(todo, logprobs, strict=True):
-            self._memo[keys[i]] = logprob_stats(lps)
+            logprobs, states, n_prompt = self.model.span_states(text, [spans[i] for i in todo])
+        for i, lps, state in zip(todo, logprobs, states, strict=True):
+            extra = HIDDEN[self.hidden](state) if self.hidden else ()
+            self._memo[keys[i]] = (*logprob_stats(lps), *extra)
         for k in keys:
             self._memo.move_to_end(k)
         while len(self._memo) > self.memo_size:
@@ -195,15 +208,20 @@ class LikelihoodScorer:
 
 def likelihood_scorer(config: ScorerConfig) -> LikelihoodScorer:
     """Registry factory (``kind: likelihood``): ``model`` is a catalog name or a .gguf path (default: the
-    CPU demo's strong model); options ``statistic`` (mean|min), ``n_ctx``, ``n_threads``, ``prompt`` (the
-    run's prompt format, filled in by ``runner.build_engine``; default ``trim-v0``, what the demo measured)."""
+    CPU demo's strong model); options ``statistic`` (mean|min), ``hidden`` (mean|last: add the step's hidden
+    state to the features), ``n_ctx``, ``n_threads``, ``prompt`` (the run's prompt format, filled in by
+    ``runner.build_engine``; default ``trim-v0``, what the demo measured)."""
     from trimroute.models import pull_model
 
     options: dict[str, Any] = dict(config.options)
     statistic = options.pop("statistic", "mean")
     n_ctx, n_threads = int(options.pop("n_ctx", 4096)), options.pop("n_threads", None)
     prompt = prompts.prompt_format(str(options.pop("prompt", prompts.TRIM_V0.name)))
+    hidden = options.pop("hidden", None)
     if options:
-        raise ConfigError(f"scorer 'likelihood' options are statistic, n_ctx, n_threads, prompt; got {sorted(options)}")
-    model = TokenLogprobs(pull_model(config.model or DEFAULT_MODEL), n_ctx=n_ctx, n_threads=n_threads)
-    return LikelihoodScorer(model, statistic=statistic, prompt=prompt)
+        raise ConfigError(
+            f"scorer 'likelihood' options are statistic, hidden, n_ctx, n_threads, prompt; got {sorted(options)}"
+        )
+    path = pull_model(config.model or DEFAULT_MODEL)
+    model = TokenLogprobs(path, n_ctx=n_ctx, n_threads=n_threads, hidden=hidden is not None)
+    return LikelihoodScorer(model, statistic=statistic, prompt=prompt, hidden=hidden)

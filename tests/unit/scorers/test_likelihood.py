@@ -91,3 +91,31 @@ def test_hidden_states_come_from_the_same_prefill_and_match_a_full_embedding_pas
     assert model.span_states(text, spans)[1][0].shape == (0, model.llm.n_embd())  # none without ``hidden``
     ref.close()
     hidden.close()
+
+
+async def test_a_probe_on_hidden_states_scores_through_composite(tmp_path) -> None:
+    """``likelihood:hidden=last`` adds the step's state to the features; a composite fitted on a subset of them
+    (a probe on the state alone) scores with it, loading the model once."""
+    from trimroute.scorers.composite import CompositeScorer, fit_logistic
+
+    config = ScorerConfig(kind="likelihood", model="smollm2-135m-instruct", options={"hidden": "last", "n_ctx": 512})
+    probe = SCORERS.create("likelihood", config)
+    steps = [weak("48/2 = 24"), weak("So the answer is \\boxed{24}.")]
+    feats = await probe.features(PROBLEM, steps)
+    width = probe.model.llm.n_embd()
+    assert feats.names[:2] == ("lik_mean", "lik_min") and len(feats.names) == 2 + width
+    names = feats.names[2:]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, width))
+    fitted = fit_logistic(("likelihood:hidden=last",), names, x, x[:, 0] > 0, c=0.1)
+    artifact = fitted.save(tmp_path / "probe.json")
+    options = {"artifact": str(artifact), "n_ctx": 512, "n_threads": 2}
+    scorer = SCORERS.create("composite", ScorerConfig(kind="composite", model="smollm2-135m-instruct", options=options))
+    assert isinstance(scorer, CompositeScorer) and scorer.components[0].hidden == "last"
+    scores = await scorer.score(PROBLEM, steps)
+    assert scores.values == pytest.approx(fitted.predict([row[2:] for row in feats.rows]), abs=1e-3)
+    await scorer.aclose()
+    await probe.aclose()
+    with pytest.raises(ConfigError, match="hidden is one of"):
+        SCORERS.create("likelihood", ScorerConfig(kind="likelihood", model="smollm2-135m-instruct",
+                                                   options={"hidden": "max", "n_ctx": 512}))  # fmt: skip
