@@ -100,6 +100,7 @@ async def test_a_probe_on_hidden_states_scores_through_composite(tmp_path) -> No
 
     config = ScorerConfig(kind="likelihood", model="smollm2-135m-instruct", options={"hidden": "last", "n_ctx": 512})
     probe = SCORERS.create("likelihood", config)
+    assert isinstance(probe, LikelihoodScorer)
     steps = [weak("48/2 = 24"), weak("So the answer is \\boxed{24}.")]
     feats = await probe.features(PROBLEM, steps)
     width = probe.model.llm.n_embd()
@@ -107,11 +108,12 @@ async def test_a_probe_on_hidden_states_scores_through_composite(tmp_path) -> No
     names = feats.names[2:]
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, width))
-    fitted = fit_logistic(("likelihood:hidden=last",), names, x, x[:, 0] > 0, c=0.1)
+    fitted = fit_logistic(("likelihood:hidden=last",), names, x.tolist(), (x[:, 0] > 0).tolist(), c=0.1)
     artifact = fitted.save(tmp_path / "probe.json")
     options = {"artifact": str(artifact), "n_ctx": 512, "n_threads": 2}
     scorer = SCORERS.create("composite", ScorerConfig(kind="composite", model="smollm2-135m-instruct", options=options))
-    assert isinstance(scorer, CompositeScorer) and scorer.components[0].hidden == "last"
+    assert isinstance(scorer, CompositeScorer)
+    assert isinstance(scorer.components[0], LikelihoodScorer) and scorer.components[0].hidden == "last"
     scores = await scorer.score(PROBLEM, steps)
     assert scores.values == pytest.approx(fitted.predict([row[2:] for row in feats.rows]), abs=1e-3)
     await scorer.aclose()
