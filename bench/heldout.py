@@ -41,7 +41,6 @@ from rich.progress import track
 from rich.table import Table
 from sklearn.model_selection import GroupKFold
 
-from trimroute import prompts
 from trimroute.cli.eval import run_eval
 from trimroute.data.datasets import load_dataset
 from trimroute.demo import demo_config, demo_methods
@@ -136,13 +135,7 @@ def features(sols: Sequence[sa.Labelled], weak: TokenLogprobs, strong: TokenLogp
     cols: dict[str, list] = {k: [] for k in ("scalars", "w_mean", "w_last", "s_mean", "s_last", "label", "group")}
     t0, tokens0 = time.perf_counter(), strong.evaluated_tokens
     for g, sol in enumerate(track(sols, description=f"{what}: features", console=console)):
-        fmt = prompts.TRIM_V0
-        text = prompts.render_chatml(prompts.messages(sol.problem, sol.steps, fmt))
-        at = len(text) - len(fmt.prefill(sol.steps)) + len(fmt.steps_header)
-        spans = []
-        for s in sol.steps:
-            spans.append((at, at + len(s)))
-            at += len(s) + len(prompts.SEPARATOR)
+        text, spans = sa.step_spans(sol)
         (wl, ws, _), (sl, ss, _) = weak.span_states(text, spans), strong.span_states(text, spans)
         for i, y in enumerate(sol.labels):
             if not wl[i] or not sl[i]:

@@ -135,7 +135,8 @@ def _is_number(text: str) -> bool:
     return re.fullmatch(r"-?\d+(?:\.\d+)?", text.strip()) is not None
 
 
-def model_features(model: TokenLogprobs, sol: Labelled) -> list[tuple[float, float]]:
+def step_spans(sol: Labelled) -> tuple[str, list[tuple[int, int]]]:
+    """The chat the generators continue, rendered, and each step's character span in it."""
     fmt = prompts.TRIM_V0  # the demo's measurements used this format
     text = prompts.render_chatml(prompts.messages(sol.problem, sol.steps, fmt))
     at = len(text) - len(fmt.prefill(sol.steps)) + len(fmt.steps_header)
@@ -143,7 +144,11 @@ def model_features(model: TokenLogprobs, sol: Labelled) -> list[tuple[float, flo
     for s in sol.steps:
         spans.append((at, at + len(s)))
         at += len(s) + len(prompts.SEPARATOR)
-    lps, _ = model.span_logprobs(text, spans)
+    return text, spans
+
+
+def model_features(model: TokenLogprobs, sol: Labelled) -> list[tuple[float, float]]:
+    lps, _ = model.span_logprobs(*step_spans(sol))
     return [(sum(x) / len(x), min(x)) if x else (0.0, 0.0) for x in lps]
 
 
