@@ -29,6 +29,7 @@ Stages, each resumable (the run directories and ``features-*.npz`` under ``--out
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -49,8 +50,11 @@ from trimroute.eval.metrics import bootstrap_mean
 from trimroute.eval.rundir import RunDir
 from trimroute.eval.sweep import SweepOptions
 from trimroute.models import pull_model
+from trimroute.policies import parse_policy
+from trimroute.runner import build_engine, route
 from trimroute.scorers.composite import LogisticModel, fit_logistic
 from trimroute.scorers.likelihood import TokenLogprobs
+from trimroute.store import CallStore
 from trimroute.trajectories import read_trajectories
 from trimroute.types import Problem
 
@@ -108,6 +112,25 @@ def evaluate(problems: list[Problem], spec: str, seed: int, run: Path, cache: Pa
     run_eval(config, problems, parse_methods([methods]), RunDir(run), dataset=data, cache=cache, prices={},
              options=options)  # fmt: skip
     return RunDir(run)
+
+
+def weak_only(problems: list[Problem], run: Path, cache: Path, threads: int | None) -> None:
+    """Weak-only solutions through the one driver (``trim eval`` would add strong-only, not needed here)."""
+
+    def show(done: int, total: int) -> None:
+        console.print(f"{run.name}: {done}/{total} weak-only solutions")
+
+    async def go() -> None:
+        store = CallStore(cache)
+        engine = build_engine(demo_config(scorer="likelihood", threads=threads, **CAPS), cache=store)
+        try:
+            await route(engine, problems, parse_policy("weak"), out=run / "trajectories" / "weak.jsonl",
+                        on_progress=show)  # fmt: skip
+        finally:
+            await engine.aclose()
+            store.close()
+
+    asyncio.run(go())
 
 
 # ---- stage 2: features ----
@@ -243,10 +266,10 @@ def main() -> None:
     cache = out / "cache.sqlite"  # one call cache: the routing run reuses the weak-only calls
 
     spec, tune_problems, tune_known = tuning_problems(args.tune_n, out)
-    evaluate(tune_problems, spec, 0, out / "tune", cache, "likelihood", "weak", args.threads)
+    weak_only(tune_problems, out / "tune", cache, args.threads)
     held_problems, held_known = heldout_problems(args.heldout_n)
     held_spec = f"reasoning-gym:{HELDOUT_TASK}"
-    evaluate(held_problems, held_spec, HELDOUT_SEED, out / "heldout-weak", cache, "likelihood", "weak", args.threads)
+    weak_only(held_problems, out / "heldout-weak", cache, args.threads)
     weak = TokenLogprobs(pull_model("qwen2.5-coder-0.5b-instruct"), n_threads=args.threads, hidden=True)
     strong = TokenLogprobs(pull_model("qwen2.5-coder-1.5b-instruct"), n_threads=args.threads, hidden=True)
     champ_all = list(sa.champ_solutions())
