@@ -22,19 +22,12 @@ from trimroute.eval.metrics import bootstrap_mean
 from trimroute.eval.rundir import RunDir
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("out", type=Path, help="run directory of `trim demo` or `trim eval`")
-    ap.add_argument("--resamples", type=int, default=10_000)
-    args = ap.parse_args()
-
-    run = RunDir(args.out)
+def paired(run: RunDir, resamples: int = 10_000) -> list[dict]:
+    """Per TRIM-Thr point: its paired difference from weak-only and from its matched random point."""
     solved = {p.name: {t.problem.id: bool(t.correct) for t in run.trajectories(p)} for p in run.points}
     matched = run.config().get("notes", {}).get("matched_random", {})
     random_for = {thr: random for random, thr in matched.items()}
-    table = Table(title=f"paired accuracy differences, {args.out}")
-    for col in ("TRIM-Thr", "vs", "difference", "95 % CI", "only TRIM solved", "only other solved"):
-        table.add_column(col, justify="left" if col in ("TRIM-Thr", "vs") else "right")
+    rows = []
     for method in (m for m in solved if m.startswith("thr:") and m != "thr:0"):
         trim = solved[method]
         for other in ("weak", random_for.get(method)):
@@ -42,15 +35,25 @@ def main() -> None:
                 continue
             base = solved[other]
             diff = np.array([int(trim[i]) - int(base[i]) for i in trim], dtype=float)
-            ci = bootstrap_mean(diff, n_resamples=args.resamples)
-            table.add_row(
-                method,
-                other,
-                f"{diff.mean():+.1%}",
-                f"[{ci.low:+.1%}, {ci.high:+.1%}]",
-                str(int((diff > 0).sum())),
-                str(int((diff < 0).sum())),
-            )
+            ci = bootstrap_mean(diff, n_resamples=resamples)
+            rows.append({"trim": method, "vs": other, "difference": float(diff.mean()), "ci95": [ci.low, ci.high],
+                         "only_trim": int((diff > 0).sum()), "only_other": int((diff < 0).sum())})  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path, help="run directory of `trim demo` or `trim eval`")
+    ap.add_argument("--resamples", type=int, default=10_000)
+    args = ap.parse_args()
+
+    table = Table(title=f"paired accuracy differences, {args.out}")
+    for col in ("TRIM-Thr", "vs", "difference", "95 % CI", "only TRIM solved", "only other solved"):
+        table.add_column(col, justify="left" if col in ("TRIM-Thr", "vs") else "right")
+    for r in paired(RunDir(args.out), args.resamples):
+        low, high = r["ci95"]
+        table.add_row(r["trim"], r["vs"], f"{r['difference']:+.1%}", f"[{low:+.1%}, {high:+.1%}]",
+                      str(r["only_trim"]), str(r["only_other"]))  # fmt: skip
     Console().print(table)
 
 

@@ -10,7 +10,7 @@
 
 Stages, each resumable (the run directories and ``features-*.npz`` under ``--out`` are kept):
 
-1. weak-only ``trim eval`` on the tuning set;
+1. weak-only solutions of the tuning and held-out sets (``runner.route``, the demo's config);
 2. per-step features of every weak step: the weak model's token log-probabilities and final-layer hidden
    states (one teacher-forced prefill), the strong model's likewise (one prefill: what the ``likelihood``
    scorer already pays);
@@ -23,7 +23,7 @@ Stages, each resumable (the run directories and ``features-*.npz`` under ``--out
 5. the held-out AUROC of every candidate (trained on tuning steps only) and the paired accuracy differences
    of TRIM-Thr against weak-only and against random at its matched budget, with 95 % bootstrap intervals.
 
-    python bench/heldout.py --out runs/heldout --threads 2
+    python bench/heldout.py --out runs/heldout --threads 2 --tune-n 50 --heldout-n 50 --champ-limit 10
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import scorer_auroc as sa  # the sibling bench: CHAMP's labels, the first-wrong-step rule, AUROC
+from demo_paired import paired  # the sibling bench's paired comparison
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
@@ -46,7 +47,6 @@ from trimroute.cli.eval import run_eval
 from trimroute.data.datasets import load_dataset
 from trimroute.demo import demo_config, demo_methods
 from trimroute.eval.methods import parse_methods
-from trimroute.eval.metrics import bootstrap_mean
 from trimroute.eval.rundir import RunDir
 from trimroute.eval.sweep import SweepOptions
 from trimroute.models import pull_model
@@ -93,7 +93,7 @@ def heldout_problems(n: int) -> tuple[list[Problem], dict[str, set[float]]]:
     return problems, known
 
 
-# ---- stage 1 and 4: trim eval runs ----
+# ---- stages 1 and 4: the demo's config through the one driver ----
 
 
 def evaluate(problems: list[Problem], spec: str, seed: int, run: Path, cache: Path, scorer: str, methods: str,
@@ -109,9 +109,10 @@ def evaluate(problems: list[Problem], spec: str, seed: int, run: Path, cache: Pa
         "answer_field": None,
     }
     options = SweepOptions(title=f"held-out bench · {spec}", budget_pilots=6)
-    run_eval(config, problems, parse_methods([methods]), RunDir(run), dataset=data, cache=cache, prices={},
+    rundir = RunDir(run)
+    run_eval(config, problems, parse_methods([methods]), rundir, dataset=data, cache=cache, prices={},
              options=options)  # fmt: skip
-    return RunDir(run)
+    return rundir
 
 
 def weak_only(problems: list[Problem], run: Path, cache: Path, threads: int | None) -> None:
@@ -208,10 +209,13 @@ def labelled(f: dict) -> np.ndarray:
     return f["label"] >= 0
 
 
+def _fit(x: np.ndarray, correct: np.ndarray, c: float) -> LogisticModel:
+    return fit_logistic(("bench",), tuple(f"x{i}" for i in range(x.shape[1])), x, correct, c=c)
+
+
 def fit(columns: Columns, c: float, f: dict) -> LogisticModel:
     x, m = columns(f), labelled(f)
-    names = tuple(f"x{i}" for i in range(x.shape[1]))
-    return fit_logistic(("bench",), names, x[m], f["label"][m] == 1, c=c)
+    return _fit(x[m], f["label"][m] == 1, c)
 
 
 def cv_auroc(columns: Columns, c: float, f: dict) -> float:
@@ -219,27 +223,8 @@ def cv_auroc(columns: Columns, c: float, f: dict) -> float:
     x, y, g = columns(f)[m], f["label"][m], f["group"][m]
     pred = np.zeros(len(y))
     for train, test in GroupKFold(5).split(x, y, g):
-        model = fit_logistic(("bench",), tuple(f"x{i}" for i in range(x.shape[1])), x[train], y[train] == 1, c=c)
-        pred[test] = model.predict(x[test])
+        pred[test] = _fit(x[train], y[train] == 1, c).predict(x[test])
     return sa.auroc(pred, y)
-
-
-# ---- stage 5: paired comparison ----
-
-
-def paired(run: RunDir) -> list[dict]:
-    solved = {p.name: {t.problem.id: bool(t.correct) for t in run.trajectories(p)} for p in run.points}
-    matched = {thr: rnd for rnd, thr in run.config().get("notes", {}).get("matched_random", {}).items()}
-    rows = []
-    for method in (m for m in solved if m.startswith("thr:") and m != "thr:0"):
-        for other in ("weak", matched.get(method)):
-            if other is None:
-                continue
-            diff = np.array([int(solved[method][i]) - int(solved[other][i]) for i in solved[method]], dtype=float)
-            ci = bootstrap_mean(diff, n_resamples=10_000)
-            rows.append({"trim": method, "vs": other, "difference": float(diff.mean()), "ci95": [ci.low, ci.high],
-                         "only_trim": int((diff > 0).sum()), "only_other": int((diff < 0).sum())})  # fmt: skip
-    return rows
 
 
 def table(title: str, header: Iterable[str], rows: Iterable[Iterable[str]]) -> None:

@@ -62,6 +62,7 @@ class TokenLogprobs:
         self.n_ctx, self.hidden = n_ctx, hidden
         self.evaluated_tokens = 0  # prefill work actually done (the KV cache saves the rest)
         self.states: dict[int, np.ndarray] = {}  # with ``hidden``: position -> hidden state, of the last call
+        self._embeddings_ith = llama_cpp.llama_get_embeddings_ith
 
     def close(self) -> None:
         self.llm.close()
@@ -136,9 +137,7 @@ class TokenLogprobs:
         return out
 
     def _state(self, i: int) -> np.ndarray:
-        import llama_cpp
-
-        pointer = llama_cpp.llama_get_embeddings_ith(self.llm._ctx.ctx, i)
+        pointer = self._embeddings_ith(self.llm._ctx.ctx, i)
         return np.ctypeslib.as_array(pointer, shape=(self.llm.n_embd(),)).copy()
 
 
