@@ -10,18 +10,17 @@
 
 Stages, each resumable (the run directories and ``features-*.npz`` under ``--out`` are kept):
 
-1. weak-only solutions of the tuning and held-out sets (``runner.route``, the demo's config);
-2. per-step features of every weak step: the weak model's token log-probabilities and final-layer hidden
-   states (one teacher-forced prefill), the strong model's likewise (one prefill: what the ``likelihood``
-   scorer already pays);
-3. every candidate scorer's AUROC by 5-fold cross-validation over tuning solutions (grouped: a solution's
-   steps stay in one fold), and on CHAMP; the best is fitted on all tuning steps and saved as a ``composite``
-   artifact; thresholds are the 0.15 and 0.35 quantiles of its scores on the tuning weak steps (absolute
-   values from then on);
-4. the ``trim demo`` recipe on the held-out set with that scorer and those thresholds, ``random:matched``
-   searching 6 pilots for each threshold's budget;
-5. the held-out AUROC of every candidate (trained on tuning steps only) and the paired accuracy differences
-   of TRIM-Thr against weak-only and against random at its matched budget, with 95 % bootstrap intervals.
+1. weak-only solutions of the tuning set (``runner.route``, the demo's config) and per-step features of every
+   weak step: the weak model's token log-probabilities and final-layer hidden states (one teacher-forced
+   prefill), the strong model's likewise (one prefill: what the ``likelihood`` scorer already pays);
+2. every candidate scorer's AUROC by 5-fold cross-validation over tuning solutions (grouped: a solution's
+   steps stay in one fold); the best candidate that trim can compute (the weak model's states have no scorer)
+   is fitted on all tuning steps and saved as a ``composite`` artifact; thresholds are the ``--quantiles``
+   (0.15 and 0.35) of its scores on the tuning weak steps (absolute values from then on);
+3. with ``--route``, the ``trim demo`` recipe on the held-out set with that scorer and those thresholds,
+   ``random:matched`` searching ``--pilots`` random runs for each threshold's budget, and the paired accuracy
+   differences of TRIM-Thr against weak-only and against random at its matched budget (95 % bootstrap CI);
+4. the held-out and CHAMP AUROC of every candidate (trained on tuning steps only), and each one's cost.
 
     python bench/heldout.py --out runs/heldout --threads 2 --tune-n 50 --heldout-n 50 --champ-limit 10
 """
@@ -97,7 +96,7 @@ def heldout_problems(n: int) -> tuple[list[Problem], dict[str, set[float]]]:
 
 
 def evaluate(problems: list[Problem], spec: str, seed: int, run: Path, cache: Path, scorer: str, methods: str,
-             threads: int | None) -> RunDir:  # fmt: skip
+             threads: int | None, pilots: int) -> RunDir:  # fmt: skip
     """The ``trim demo`` recipe (its config at the README's 100-problem caps) as ``trim eval`` runs it."""
     config = demo_config(scorer=scorer, threads=threads, **CAPS)
     data = {
@@ -108,7 +107,7 @@ def evaluate(problems: list[Problem], spec: str, seed: int, run: Path, cache: Pa
         "problem_field": None,
         "answer_field": None,
     }
-    options = SweepOptions(title=f"held-out bench · {spec}", budget_pilots=6)
+    options = SweepOptions(title=f"held-out bench · {spec}", budget_pilots=pilots)
     rundir = RunDir(run)
     run_eval(config, problems, parse_methods([methods]), rundir, dataset=data, cache=cache, prices={},
              options=options)  # fmt: skip
@@ -244,39 +243,65 @@ def main() -> None:
     ap.add_argument("--champ-limit", type=int, default=60)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--route", action="store_true", help="also run TRIM-Thr and matched random on the held-out set")
+    ap.add_argument(
+        "--quantiles",
+        type=float,
+        nargs="+",
+        default=list(QUANTILES),
+        help="threshold quantiles of the chosen scorer on the tuning weak steps, one budget each",
+    )
+    ap.add_argument("--pilots", type=int, default=6, help="random runs each matched budget's search may make")
     args = ap.parse_args()
     t0 = time.perf_counter()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    cache = out / "cache.sqlite"  # one call cache: the routing run reuses the weak-only calls
-
-    spec, tune_problems, tune_known = tuning_problems(args.tune_n, out)
-    weak_only(tune_problems, out / "tune", cache, args.threads)
-    held_problems, held_known = heldout_problems(args.heldout_n)
-    held_spec = f"reasoning-gym:{HELDOUT_TASK}"
-    weak_only(held_problems, out / "heldout-weak", cache, args.threads)
+    cache = out / "cache.sqlite"  # one call cache: the held-out weak-only solutions reuse the routing run's calls
     weak = TokenLogprobs(pull_model("qwen2.5-coder-0.5b-instruct"), n_threads=args.threads, hidden=True)
     strong = TokenLogprobs(pull_model("qwen2.5-coder-1.5b-instruct"), n_threads=args.threads, hidden=True)
+
+    # every choice reads the tuning set only; CHAMP and the held-out set are only reported
+    spec, tune_problems, tune_known = tuning_problems(args.tune_n, out)
+    weak_only(tune_problems, out / "tune", cache, args.threads)
+    tune = features(all_steps(out / "tune", tune_known), weak, strong, out / "features-tune.npz", "tuning")
+    results = {name: {"tune": sa.auroc(tune["scalars"][labelled(tune)][:, i], tune["label"][labelled(tune)])}
+               for name, i in RAW.items()}  # fmt: skip
+    results |= {name: {"tune": cv_auroc(columns, c, tune)} for name, (columns, c, _) in PROBES.items()}
+    # the weak model's states have no trim scorer: a route needs a candidate the engine can compute
+    best = max((k for k in results if k in RAW or PROBES[k][2] is not None), key=lambda k: results[k]["tune"])
+    held_problems, held_known = heldout_problems(args.heldout_n)
+    summary: dict = {"heldout": {"task": HELDOUT_TASK, "seed": HELDOUT_SEED, "n": len(held_problems)},
+                     "tune_n": len(tune_problems), "chosen": best}  # fmt: skip
+
+    if args.route:
+        scorer, scores = route_scorer(best, tune, out)
+        thresholds = [float(np.quantile(scores, q)) for q in args.quantiles]
+        console.print(f"{best}: thresholds {thresholds} (quantiles {args.quantiles} of the tuning weak steps' scores)")
+        run = evaluate(held_problems, f"reasoning-gym:{HELDOUT_TASK}", HELDOUT_SEED, out / "heldout-route", cache,
+                       scorer, demo_methods(thresholds), args.threads, args.pilots)  # fmt: skip
+        rows = paired(run)
+        table("held-out paired accuracy differences (95 % bootstrap CI)", ["TRIM-Thr", "vs", "diff", "CI", "+", "-"],
+              [[r["trim"], r["vs"], f"{r['difference']:+.1%}", f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}]",
+                str(r["only_trim"]), str(r["only_other"])] for r in rows])  # fmt: skip
+        summary["routing"] = {"scorer": scorer, "thresholds": thresholds, "quantiles": args.quantiles,
+                              "paired": rows, "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+        (out / "heldout.json").write_text(json.dumps(summary, indent=2) + "\n")  # kept if the report stage stops
+
+    weak_only(held_problems, out / "heldout-weak", cache, args.threads)
     champ_all = list(sa.champ_solutions())
     pick = sorted(np.random.default_rng(0).permutation(len(champ_all))[: args.champ_limit])
     sets = {
-        "tune": features(all_steps(out / "tune", tune_known), weak, strong, out / "features-tune.npz", "tuning"),
+        "tune": tune,
         "champ": features([champ_all[i] for i in pick], weak, strong, out / "features-champ.npz", "CHAMP"),
         "heldout": features(all_steps(out / "heldout-weak", held_known), weak, strong, out / "features-heldout.npz",
                             "held-out"),
     }  # fmt: skip
-
-    # every choice below reads the tuning set only; CHAMP and the held-out set are only reported
-    results: dict[str, dict[str, float]] = {}
     for name, i in RAW.items():
-        results[name] = {k: sa.auroc(f["scalars"][labelled(f)][:, i], f["label"][labelled(f)]) for k, f in sets.items()}
+        results[name] |= {k: sa.auroc(f["scalars"][labelled(f)][:, i], f["label"][labelled(f)])
+                          for k, f in sets.items() if k != "tune"}  # fmt: skip
     for name, (columns, c, _) in PROBES.items():
-        model = fit(columns, c, sets["tune"])
-        results[name] = {"tune": cv_auroc(columns, c, sets["tune"])}
-        for k in ("champ", "heldout"):
-            f = sets[k]
-            results[name][k] = sa.auroc(model.predict(columns(f)[labelled(f)]), f["label"][labelled(f)])
-    best = max(results, key=lambda k: results[k]["tune"])
+        model = fit(columns, c, tune)
+        results[name] |= {k: sa.auroc(model.predict(columns(f)[labelled(f)]), f["label"][labelled(f)])
+                          for k, f in sets.items() if k != "tune"}  # fmt: skip
     counts = {k: (int(labelled(f).sum()), int((f["label"] == 0).sum()), len(set(f["group"].tolist())))
               for k, f in sets.items()}  # fmt: skip
     header = ["scorer", *(f"{k} ({n} steps, {w} wrong, {g} sol.)" for k, (n, w, g) in counts.items())]
@@ -284,23 +309,8 @@ def main() -> None:
     table("first-wrong-step AUROC (tune: 5-fold CV; champ, heldout: fitted on tune)", header, rows)
     cost = {k: {"seconds_per_step": float(f["cost"][0]), "strong_prefill_tokens_per_step": float(f["cost"][1])}
             for k, f in sets.items()}  # fmt: skip
-    summary: dict = {"heldout": {"task": HELDOUT_TASK, "seed": HELDOUT_SEED, "n": len(held_problems)},
-                     "tune_n": len(tune_problems), "champ_solutions": len(pick), "steps": counts,
-                     "auroc": results, "chosen": best, "feature_cost": cost}  # fmt: skip
-
-    if args.route:
-        scorer, scores = route_scorer(best, sets["tune"], out)
-        thresholds = [float(np.quantile(scores, q)) for q in QUANTILES]
-        console.print(f"{best}: thresholds {thresholds} (quantiles {QUANTILES} of the tuning weak steps' scores)")
-        methods = demo_methods(thresholds)
-        run = evaluate(held_problems, held_spec, HELDOUT_SEED, out / "heldout-route", cache, scorer, methods,
-                       args.threads)  # fmt: skip
-        rows = paired(run)
-        table("held-out paired accuracy differences (95 % bootstrap CI)", ["TRIM-Thr", "vs", "diff", "CI", "+", "-"],
-              [[r["trim"], r["vs"], f"{r['difference']:+.1%}", f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}]",
-                str(r["only_trim"]), str(r["only_other"])] for r in rows])  # fmt: skip
-        summary["routing"] = {"scorer": scorer, "thresholds": thresholds, "paired": rows}
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    summary |= {"champ_solutions": len(pick), "steps": counts, "auroc": results, "feature_cost": cost,
+                "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
     (out / "heldout.json").write_text(json.dumps(summary, indent=2) + "\n")
     console.print(f"written {out / 'heldout.json'}")
 
@@ -311,10 +321,7 @@ def route_scorer(best: str, tune: dict, out: Path) -> tuple[str, np.ndarray]:
     if best in RAW:
         kind, stat = best.split(" (")
         return f"{kind}:{stat.rstrip(')')}", np.exp(tune["scalars"][:, RAW[best]])
-    columns, c, product = PROBES[best]
-    if product is None:
-        raise SystemExit(f"{best!r} is no trim scorer yet (the weak model's states): route with another candidate")
-    components, names = product
+    columns, c, (components, names) = PROBES[best]  # main chooses among candidates with a scorer
     x, m = columns(tune), labelled(tune)
     model = fit_logistic(components, names(x.shape[1]), x[m], tune["label"][m] == 1, c=c,
                          meta={"fitted_on": "bench/heldout.py tuning steps", "candidate": best})  # fmt: skip

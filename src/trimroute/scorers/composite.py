@@ -164,7 +164,10 @@ def component_config(spec: str, model: str, model_options: dict[str, Any]) -> Sc
     from trimroute.config import ScorerConfig
 
     kind, _, rest = spec.partition(":")
-    options: dict[str, Any] = dict(item.split("=", 1) for item in rest.split(",") if "=" in item)
+    items = rest.split(",") if rest else []
+    if not all("=" in item for item in items):
+        raise ConfigError(f"component {spec!r}: options are key=value pairs, e.g. likelihood:hidden=mean")
+    options: dict[str, Any] = dict(item.split("=", 1) for item in items)
     if kind != "likelihood":
         return ScorerConfig(kind=kind, options=options)
     return ScorerConfig(kind=kind, model=model, options={**model_options, **options})

@@ -73,6 +73,10 @@ def test_bad_artifacts_say_what_is_wrong(tmp_path: Path) -> None:
         CompositeScorer((ArithmeticScorer(),), fitted())
     with pytest.raises(ConfigError, match="artifact"):
         SCORERS.create("composite", ScorerConfig(kind="composite"))
+    (tmp_path / "bad.json").write_text(json.dumps({**json.loads(fitted().save(tmp_path / "ok.json").read_text()),
+                                                   "components": ["arithmetic", "confidence:mean"]}))  # fmt: skip
+    with pytest.raises(ConfigError, match="key=value"):
+        SCORERS.create("composite", ScorerConfig(kind="composite", options={"artifact": str(tmp_path / "bad.json")}))
 
 
 def test_fit_needs_both_labels() -> None:
