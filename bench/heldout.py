@@ -19,8 +19,10 @@ Stages, each resumable (the run directories and ``features-*.npz`` under ``--out
    (0.15 and 0.35) of its scores on the tuning weak steps (absolute values from then on);
 3. with ``--route``, the ``trim demo`` recipe on the held-out set with that scorer and those thresholds,
    ``random:matched`` searching ``--pilots`` random runs for each threshold's budget, and the paired accuracy
-   differences of TRIM-Thr against weak-only and against random at its matched budget (95 % bootstrap CI);
-4. the held-out and CHAMP AUROC of every candidate (trained on tuning steps only), and each one's cost.
+   differences of TRIM-Thr against weak-only and against random at its matched budget (95 % bootstrap CI),
+   and how many of each point's strong-written steps are a solution's last step;
+4. the held-out and CHAMP AUROC of every candidate (trained on tuning steps only), also on the held-out steps
+   without each solution's last one (a probe may just have learnt where the answer step is), and its cost.
 
     python bench/heldout.py --out runs/heldout --threads 2 --tune-n 50 --heldout-n 50 --champ-limit 10
 """
@@ -208,6 +210,24 @@ def labelled(f: dict) -> np.ndarray:
     return f["label"] >= 0
 
 
+def without_final(f: dict) -> dict:
+    """``f`` less each solution's last step (the answer step, where a rewrite can no longer mend an earlier
+    error): what a probe scores there is not position alone only if it also ranks the steps before it."""
+    g = f["group"]
+    keep = np.r_[g[1:] == g[:-1], False]
+    return {k: v if k == "cost" else v[keep] for k, v in f.items()}
+
+
+def escalations(run: RunDir) -> dict[str, dict[str, int]]:
+    """Per routed point: the strong-written steps, and how many of them are the solution's last step."""
+    out = {}
+    for point in (p for p in run.points if p.name not in ("weak", "strong")):
+        where = [i == len(t.steps) - 1 for t in run.trajectories(point) for i, s in enumerate(t.steps)
+                 if s.role == "strong"]  # fmt: skip
+        out[point.name] = {"steps": len(where), "final": sum(where)}
+    return out
+
+
 def _fit(x: np.ndarray, correct: np.ndarray, c: float) -> LogisticModel:
     return fit_logistic(("bench",), tuple(f"x{i}" for i in range(x.shape[1])), x, correct, c=c)
 
@@ -282,8 +302,12 @@ def main() -> None:
         table("held-out paired accuracy differences (95 % bootstrap CI)", ["TRIM-Thr", "vs", "diff", "CI", "+", "-"],
               [[r["trim"], r["vs"], f"{r['difference']:+.1%}", f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}]",
                 str(r["only_trim"]), str(r["only_other"])] for r in rows])  # fmt: skip
+        escalated = escalations(run)
+        for point, e in escalated.items():
+            console.print(f"{point}: {e['steps']} strong-written steps, {e['final']} of them a solution's last step")
         summary["routing"] = {"scorer": scorer, "thresholds": thresholds, "quantiles": args.quantiles,
-                              "paired": rows, "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+                              "paired": rows, "escalated": escalated,
+                              "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
         (out / "heldout.json").write_text(json.dumps(summary, indent=2) + "\n")  # kept if the report stage stops
 
     weak_only(held_problems, out / "heldout-weak", cache, args.threads)
@@ -295,6 +319,7 @@ def main() -> None:
         "heldout": features(all_steps(out / "heldout-weak", held_known), weak, strong, out / "features-heldout.npz",
                             "held-out"),
     }  # fmt: skip
+    sets["heldout, not final"] = without_final(sets["heldout"])
     for name, i in RAW.items():
         results[name] |= {k: sa.auroc(f["scalars"][labelled(f)][:, i], f["label"][labelled(f)])
                           for k, f in sets.items() if k != "tune"}  # fmt: skip
@@ -306,7 +331,7 @@ def main() -> None:
               for k, f in sets.items()}  # fmt: skip
     header = ["scorer", *(f"{k} ({n} steps, {w} wrong, {g} sol.)" for k, (n, w, g) in counts.items())]
     rows = [[n + (" ← chosen" if n == best else ""), *(f"{r[k]:.3f}" for k in sets)] for n, r in results.items()]
-    table("first-wrong-step AUROC (tune: 5-fold CV; champ, heldout: fitted on tune)", header, rows)
+    table("first-wrong-step AUROC (tune: 5-fold CV; the others: fitted on tune)", header, rows)
     cost = {k: {"seconds_per_step": float(f["cost"][0]), "strong_prefill_tokens_per_step": float(f["cost"][1])}
             for k, f in sets.items()}  # fmt: skip
     summary |= {"champ_solutions": len(pick), "steps": counts, "auroc": results, "feature_cost": cost,
