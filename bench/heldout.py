@@ -210,9 +210,15 @@ def labelled(f: dict) -> np.ndarray:
     return f["label"] >= 0
 
 
+def step_auroc(scores: np.ndarray, f: dict) -> float:
+    """First-wrong-step AUROC of per-step ``scores`` over ``f``'s labelled steps."""
+    m = labelled(f)
+    return sa.auroc(scores[m], f["label"][m])
+
+
 def without_final(f: dict) -> dict:
     """``f`` less each solution's last step (the answer step, where a rewrite can no longer mend an earlier
-    error): what a probe scores there is not position alone only if it also ranks the steps before it."""
+    error): a probe that only learnt where the answer step is ranks nothing here."""
     g = f["group"]
     keep = np.r_[g[1:] == g[:-1], False]
     return {k: v if k == "cost" else v[keep] for k, v in f.items()}
@@ -283,8 +289,7 @@ def main() -> None:
     spec, tune_problems, tune_known = tuning_problems(args.tune_n, out)
     weak_only(tune_problems, out / "tune", cache, args.threads)
     tune = features(all_steps(out / "tune", tune_known), weak, strong, out / "features-tune.npz", "tuning")
-    results = {name: {"tune": sa.auroc(tune["scalars"][labelled(tune)][:, i], tune["label"][labelled(tune)])}
-               for name, i in RAW.items()}  # fmt: skip
+    results = {name: {"tune": step_auroc(tune["scalars"][:, i], tune)} for name, i in RAW.items()}
     results |= {name: {"tune": cv_auroc(columns, c, tune)} for name, (columns, c, _) in PROBES.items()}
     # the weak model's states have no trim scorer: a route needs a candidate the engine can compute
     best = max((k for k in results if k in RAW or PROBES[k][2] is not None), key=lambda k: results[k]["tune"])
@@ -321,12 +326,12 @@ def main() -> None:
     }  # fmt: skip
     sets["heldout, not final"] = without_final(sets["heldout"])
     for name, i in RAW.items():
-        results[name] |= {k: sa.auroc(f["scalars"][labelled(f)][:, i], f["label"][labelled(f)])
-                          for k, f in sets.items() if k != "tune"}  # fmt: skip
+        results[name] |= {k: step_auroc(f["scalars"][:, i], f) for k, f in sets.items() if k != "tune"}
     for name, (columns, c, _) in PROBES.items():
         model = fit(columns, c, tune)
-        results[name] |= {k: sa.auroc(model.predict(columns(f)[labelled(f)]), f["label"][labelled(f)])
-                          for k, f in sets.items() if k != "tune"}  # fmt: skip
+        results[name] |= {
+            k: step_auroc(np.asarray(model.predict(columns(f))), f) for k, f in sets.items() if k != "tune"
+        }
     counts = {k: (int(labelled(f).sum()), int((f["label"] == 0).sum()), len(set(f["group"].tolist())))
               for k, f in sets.items()}  # fmt: skip
     header = ["scorer", *(f"{k} ({n} steps, {w} wrong, {g} sol.)" for k, (n, w, g) in counts.items())]
