@@ -1,10 +1,10 @@
 """Is TRIM-Thr's gain in a ``trim demo`` run more than noise? Paired comparisons on the same problems.
 
 For each TRIM-Thr point of the run directory (``trim demo`` and ``trim eval`` write the same): its accuracy
-minus weak-only's, and minus random step routing at the same strong-token budget (``notes.matched_random``
-in ``config.json``), as the mean of per-problem differences (1, 0 or -1) with a 95 %
-bootstrap interval over problems (paired: both methods are resampled on the same draw), plus how many
-problems only one of the two solved.
+minus weak-only's, and minus random step routing at the same strong-token budget (each ``random:matched``
+family's point, ``notes.matched_random`` in ``config.json``), as the mean of per-problem differences (1, 0 or
+-1) with a 95 % bootstrap interval over problems (paired: both methods are resampled on the same draw), plus
+how many problems only one of the two solved.
 
     python bench/demo_paired.py trim-demo [--resamples 10000]
 """
@@ -25,14 +25,11 @@ from trimroute.eval.rundir import RunDir
 def paired(run: RunDir, resamples: int = 10_000) -> list[dict]:
     """Per TRIM-Thr point: its paired difference from weak-only and from its matched random point."""
     solved = {p.name: {t.problem.id: bool(t.correct) for t in run.trajectories(p)} for p in run.points}
-    matched = run.config().get("notes", {}).get("matched_random", {})
-    random_for = {thr: random for random, thr in matched.items()}
+    matched = run.config().get("notes", {}).get("matched_random", {})  # random point -> its thr point
     rows = []
     for method in (m for m in solved if m.startswith("thr:") and m != "thr:0"):
         trim = solved[method]
-        for other in ("weak", random_for.get(method)):
-            if other is None:
-                continue
+        for other in ("weak", *(random for random, thr in matched.items() if thr == method)):
             base = solved[other]
             diff = np.array([int(trim[i]) - int(base[i]) for i in trim], dtype=float)
             ci = bootstrap_mean(diff, n_resamples=resamples)

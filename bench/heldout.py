@@ -20,7 +20,8 @@ Stages, each resumable (the run directories and ``features-*.npz`` under ``--out
 3. with ``--route``, the ``trim demo`` recipe on the held-out set with that scorer and those thresholds,
    ``random:matched`` searching ``--pilots`` random runs for each threshold's budget, and the paired accuracy
    differences of TRIM-Thr against weak-only and against random at its matched budget (95 % bootstrap CI),
-   and how many of each point's strong-written steps are a solution's last step;
+   and how many of each point's strong-written steps are a solution's last step; with ``--keep-final``,
+   TRIM-Thr and a second random control never rewrite the step that ends the solution (``:keep-final``);
 4. the held-out and CHAMP AUROC of every candidate (trained on tuning steps only), also on the held-out steps
    without each solution's last one (a probe may just have learnt where the answer step is), and its cost.
 
@@ -216,11 +217,16 @@ def step_auroc(scores: np.ndarray, f: dict) -> float:
     return sa.auroc(scores[m], f["label"][m])
 
 
+def not_final(f: dict) -> np.ndarray:
+    """Which of ``f``'s steps are not their solution's last step (the answer step)."""
+    g = f["group"]
+    return np.r_[g[1:] == g[:-1], False]
+
+
 def without_final(f: dict) -> dict:
     """``f`` less each solution's last step (the answer step, where a rewrite can no longer mend an earlier
     error): a probe that only learnt where the answer step is ranks nothing here."""
-    g = f["group"]
-    keep = np.r_[g[1:] == g[:-1], False]
+    keep = not_final(f)
     return {k: v if k == "cost" else v[keep] for k, v in f.items()}
 
 
@@ -277,6 +283,11 @@ def main() -> None:
         help="threshold quantiles of the chosen scorer on the tuning weak steps, one budget each",
     )
     ap.add_argument("--pilots", type=int, default=6, help="random runs each matched budget's search may make")
+    ap.add_argument(
+        "--keep-final",
+        action="store_true",
+        help="TRIM-Thr never rewrites the answer step (thr:K:keep-final); quantiles over the other tuning steps",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     out: Path = args.out
@@ -299,10 +310,14 @@ def main() -> None:
 
     if args.route:
         scorer, scores = route_scorer(best, tune, out)
+        steps = "the tuning weak steps but each solution's last" if args.keep_final else "the tuning weak steps"
+        if args.keep_final:
+            scores = scores[not_final(tune)]
         thresholds = [float(np.quantile(scores, q)) for q in args.quantiles]
-        console.print(f"{best}: thresholds {thresholds} (quantiles {args.quantiles} of the tuning weak steps' scores)")
+        console.print(f"{best}: thresholds {thresholds} (quantiles {args.quantiles} of the scores of {steps})")
+        methods = demo_methods(thresholds, keep_final=args.keep_final)
         run = evaluate(held_problems, f"reasoning-gym:{HELDOUT_TASK}", HELDOUT_SEED, out / "heldout-route", cache,
-                       scorer, demo_methods(thresholds), args.threads, args.pilots)  # fmt: skip
+                       scorer, methods, args.threads, args.pilots)  # fmt: skip
         rows = paired(run)
         table("held-out paired accuracy differences (95 % bootstrap CI)", ["TRIM-Thr", "vs", "diff", "CI", "+", "-"],
               [[r["trim"], r["vs"], f"{r['difference']:+.1%}", f"[{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}]",
@@ -310,8 +325,8 @@ def main() -> None:
         escalated = escalations(run)
         for point, e in escalated.items():
             console.print(f"{point}: {e['steps']} strong-written steps, {e['final']} of them a solution's last step")
-        summary["routing"] = {"scorer": scorer, "thresholds": thresholds, "quantiles": args.quantiles,
-                              "paired": rows, "escalated": escalated,
+        summary["routing"] = {"scorer": scorer, "methods": methods, "thresholds": thresholds,
+                              "quantiles": args.quantiles, "paired": rows, "escalated": escalated,
                               "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
         (out / "heldout.json").write_text(json.dumps(summary, indent=2) + "\n")  # kept if the report stage stops
 

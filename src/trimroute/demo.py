@@ -109,12 +109,19 @@ def demo_config(
 
 
 def demo_methods(
-    thresholds: Sequence[float] | None, quantiles: Sequence[float] = DEFAULTS["quantiles"], random: bool = True
+    thresholds: Sequence[float] | None,
+    quantiles: Sequence[float] = DEFAULTS["quantiles"],
+    random: bool = True,
+    keep_final: bool = False,
 ) -> str:
     """The demo's ``--methods``: TRIM-Thr at ``thresholds`` (default: those quantiles of the weak steps'
-    scores) and, with ``random``, random step routing at each one's budget (weak and strong are always in)."""
+    scores; ``keep_final``, which needs thresholds: never rewriting the answer step) and, with ``random``,
+    random step routing at each one's budget (and its ``keep_final`` control; weak and strong are always in)."""
     if thresholds is not None:
-        thr = "thr:" + ",".join(f"{k:g}" for k in thresholds)
+        thr = "thr:" + ",".join(f"{k:g}" for k in thresholds) + (":keep-final" if keep_final else "")
+    elif keep_final:
+        raise ConfigError("keep-final TRIM-Thr needs absolute thresholds (quantile thresholds score every step)")
     else:
         thr = "thr:quantile=" + ",".join(f"{q:g}" for q in quantiles)
-    return thr + (" random:matched" if random else "")
+    randoms = " random:matched" + (" random:matched:keep-final" if keep_final else "")
+    return thr + (randoms if random else "")

@@ -19,8 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 from trimroute.cli import app
+from trimroute.prompts import is_final
 from trimroute.testing.llama_server import LlamaServer, free_port
 from trimroute.trajectories import read_trajectories
+from trimroute.types import FinishReason
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +58,23 @@ def test_one_problem_prints_weak_and_strong_steps_with_scores(llama_server: Llam
     assert "strong" in roles  # k = 0.99 escalates the first low-confidence proposal
     assert "weak step scored" in r.output and "rewritten by strong" in r.output
     assert t.usage.scorer.calls >= 1 and t.strong_tokens <= 40
+
+
+def test_keep_final_rewrites_every_step_but_the_one_ending_the_solution(
+    llama_server: LlamaServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "kf.jsonl"
+    r = invoke(
+        "run", "--problem", "Tom has 3 apples and buys 4 more. How many apples does he have?",
+        *endpoints(llama_server, scorer=True), "--policy", "thr:1:keep-final", "--max-steps", "4",
+        "--set", "engine.max_step_tokens=64", "--out", str(out),
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (t,) = list(read_trajectories(out))
+    assert t.policy == "thr:1:keep-final" and t.discarded, t.steps  # k = 1 rewrites every proposal it may
+    # a rewritten proposal never ended the solution (an answer, end of text or the length cap)
+    assert all(d.finish_reason is FinishReason.STOP and not is_final(d.text) for d in t.discarded)
+    assert all(s.role == "strong" for s in t.steps[:-1])
 
 
 def test_dataset_run_resumes_after_sigkill_with_every_problem_once(llama_server: LlamaServer, tmp_path: Path) -> None:

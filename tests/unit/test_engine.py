@@ -49,6 +49,13 @@ async def test_regenerated_final_proposal_ends_with_the_strong_step() -> None:
     assert len(strong.requests) == 1
 
 
+async def test_keep_final_keeps_the_weak_answer_step_however_it_scores() -> None:
+    eng, _, strong = engine(["wrong a", "wrong \\boxed{3}", "never"], ["a", "therefore 2 is it"])
+    t = await eng.solve(P, parse_policy("thr:0.5:keep-final"))
+    assert [s.role for s in t.steps] == ["strong", "weak"]
+    assert t.final_answer == "3" and len(strong.requests) == 1
+
+
 @pytest.mark.parametrize(
     ("script", "reason"),
     [(["a", "b<eos>"], StopReason.EOS), (["a", " ".join(["w"] * 50)], StopReason.LENGTH)],

@@ -8,12 +8,14 @@ from trimroute.testing import check_policy
 from trimroute.types import Action, Observation
 
 
-def obs(score: float, problem: str = "p", index: int = 0) -> Observation:
+def obs(score: float, problem: str = "p", index: int = 0, final: bool = False) -> Observation:
     scores = (0.9,) * index + (score,)
-    return Observation(problem, scores, (10,) * (index + 1), (Action.CONTINUE,) * index, 0, None)
+    return Observation(problem, scores, (10,) * (index + 1), (Action.CONTINUE,) * index, 0, None, final)
 
 
-@pytest.mark.parametrize("spec", ["weak", "strong", "random:0.3", "thr:0.7"])
+@pytest.mark.parametrize(
+    "spec", ["weak", "strong", "random:0.3", "thr:0.7", "thr:0.7:keep-final", "random:0.3:keep-final"]
+)
 def test_builtin_policies_conform_and_round_trip_their_name(spec: str) -> None:
     policy = parse_policy(spec)
     check_policy(policy)
@@ -24,6 +26,16 @@ def test_threshold_decision() -> None:
     thr = parse_policy("thr:0.5")
     assert thr.decide(obs(0.49)) is Action.REGENERATE
     assert thr.decide(obs(0.5)) is Action.CONTINUE
+    assert thr.decide(obs(0.49, final=True)) is Action.REGENERATE
+
+
+def test_keep_final_never_rewrites_the_answer_step() -> None:
+    thr = parse_policy("thr:0.5:keep-final")
+    assert thr.decide(obs(0.49)) is Action.REGENERATE
+    assert thr.decide(obs(0.01, index=3, final=True)) is Action.CONTINUE
+    always = parse_policy("random:1:keep-final")
+    assert always.decide(obs(0.5)) is Action.REGENERATE
+    assert always.decide(obs(0.5, index=3, final=True)) is Action.CONTINUE
 
 
 def test_random_policy_is_reproducible_and_has_the_right_rate() -> None:
@@ -40,6 +52,7 @@ def test_random_policy_is_reproducible_and_has_the_right_rate() -> None:
         ("thr:1.5", "threshold must be in \\[0, 1\\]"),
         ("thr", "needs a value"),
         ("thr:abc", "takes a number"),
+        ("thr:0.5:keep", "optionally then :keep-final"),
         ("random:-1", "must be in \\[0, 1\\]"),
         ("weak:1", "takes no value"),
         ("nope", "unknown policy 'nope'; valid: .*thr"),

@@ -55,7 +55,8 @@ def summary_tables(results: Mapping[str, Any], title: str) -> list[Table]:
 def print_results(results: Mapping[str, Any], title: str, notes: Mapping[str, Any] | None = None) -> None:
     for table in summary_tables(results, title):
         console.print(table)
-    for thr, search in ((notes or {}).get("budget_matches") or {}).items():
+    for key, search in ((notes or {}).get("budget_matches") or {}).items():
+        thr = search.get("thr", key)  # keyed by the thr point alone before random:matched:keep-final
         if search["random"] in results["points"] and thr in results["points"]:
             console.print(Text(f"budget of {thr}: {search['describe']}"))
     for family, training in (results.get("baseline_training") or {}).items():

@@ -56,10 +56,11 @@ def resolve_config(
     overrides.update(parse_override(s) for s in sets)
     config = load_run_config(config_file, overrides, base)
     if threshold is not None:
-        name = config.policy.partition(":")[0]
+        name, _, arg = config.policy.partition(":")
         if name != "thr":
             raise ConfigError(f"--threshold applies to the threshold policy, not {config.policy!r}; use --policy thr")
-        config = replace(config, policy=f"thr:{threshold:g}")
+        _, colon, modifier = arg.partition(":")  # thr:0.5:keep-final keeps its modifier
+        config = replace(config, policy=f"thr:{threshold:g}{colon}{modifier}")
     parse_policy(config.policy)  # validate before any model call
     return config
 

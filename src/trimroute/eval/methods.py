@@ -5,12 +5,14 @@ A spec names a method (one curve of the report) and, for swept methods, its poin
 - any policy spec accepted by ``parse_policy`` (``weak``, ``strong``, ``thr:0.7``, ``pomdp:DIR``,
   ``pomdp:preset=qwen1.5b-7b,lam=1e-3``, ...). Only the swept value takes a comma list: it expands to one
   point per value, and ``a,b,...,c`` to the arithmetic progression (``thr:0,0.1,...,1`` is 11 points,
-  ``pomdp:preset=qwen1.5b-7b,lam=1e-3,5e-4`` two, ``agg:DIR1,DIR2`` two);
+  ``pomdp:preset=qwen1.5b-7b,lam=1e-3,5e-4`` two, ``agg:DIR1,DIR2`` two); a modifier after the list applies to
+  each point (``thr:0.3,0.5:keep-final``: TRIM-Thr that never rewrites the answer step);
 - ``thr:quantile=0.1,0.25``: TRIM-Thr at thresholds set to those quantiles of the scores of the weak
   steps (scored by a ``thr:0`` point, which keeps every weak step), so each escalates about that share of
   steps whatever the scorer's scale;
 - ``random:matched``: random step routing at the mean strong-token budget of each ``thr`` point, p found
-  by bisection (``eval.matching``) until the budgets agree within ±2 %;
+  by bisection (``eval.matching``) until the budgets agree within ±2 %; ``random:matched:keep-final`` the
+  same, never rewriting the step that ends the solution;
 - ``automix[:prod|min][:THRESHOLDS]``: AutoMix-PRM (``baselines.automix``): the product or minimum of the
   PRM's step scores of the weak solution is the verifier score, and the problem is escalated, after the weak
   solution, where P(only strong solves it | score bin) >= t;
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trimroute.errors import ConfigError
-from trimroute.policies import parse_policy
+from trimroute.policies import KEEP_FINAL, parse_policy
 
 __all__ = [
     "AutoMix",
@@ -70,9 +72,14 @@ class QuantileThresholds:
 
 @dataclass(frozen=True)
 class MatchedRandom:
-    """Random routing at the mean strong tokens of each ``thr`` point, within ±2 % (DESIGN.md §5)."""
+    """Random routing at the mean strong tokens of each ``thr`` point, within ±2 % (DESIGN.md §5); with
+    ``keep_final`` (``random:matched:keep-final``) never rewriting the step that ends the solution."""
 
-    family: str = "random:matched"
+    keep_final: bool = False
+
+    @property
+    def family(self) -> str:
+        return "random:matched" + (f":{KEEP_FINAL}" if self.keep_final else "")
 
 
 @dataclass(frozen=True)
@@ -166,7 +173,8 @@ def _swept_args(spec: str, arg: str) -> list[str]:
 
 def _policy_points(spec: str) -> PolicyPoints:
     name, sep, arg = spec.partition(":")
-    specs = tuple(f"{name}:{a}" for a in _swept_args(spec, arg)) if sep else (spec,)
+    arg, colon, modifier = arg.partition(":")  # a modifier applies to every point: thr:0.3,0.5:keep-final
+    specs = tuple(f"{name}:{a}{colon}{modifier}" for a in _swept_args(spec, arg)) if sep else (spec,)
     for s in specs:
         parse_policy(s)  # reject a bad spec before any model call
     return PolicyPoints(family=name, specs=specs)
@@ -180,8 +188,8 @@ def parse_method(spec: str) -> Method:
         if rest:
             raise ConfigError(f"method 'oracle' takes no value, got {spec!r}")
         return Oracle()
-    if spec == "random:matched":
-        return MatchedRandom()
+    if spec in ("random:matched", f"random:matched:{KEEP_FINAL}"):
+        return MatchedRandom(keep_final=spec.endswith(KEEP_FINAL))
     if rest.startswith("quantile="):
         if name != "thr":
             raise ConfigError(f"{spec!r}: quantile thresholds are for thr, e.g. thr:quantile=0.1,0.25")

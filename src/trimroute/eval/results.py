@@ -120,32 +120,32 @@ def _versus_best_baseline(
 
 
 def _budget_matches(points: Sequence[PointData], summaries: Mapping[str, m.MethodSummary], **boot: Any) -> list[Any]:
-    """Each thr point beside the random:matched point nearest its budget: the budgets, whether they are
-    the same (±2 %), and the paired accuracy difference thr − random with its bootstrap interval."""
-    randoms = [p for p in points if p.method == MATCHED]
+    """Each thr point beside the point nearest its budget of each random:matched family (the plain one and
+    ``:keep-final``): the budgets, whether they are the same (±2 %), and the paired accuracy difference
+    thr − random with its bootstrap interval."""
     out = []
-    for thr in (p for p in points if p.method == "thr" and summaries[p.name].mean_strong_tokens > 0):
-        target = summaries[thr.name].mean_strong_tokens
-        rnd = min(randoms, key=lambda p: abs(summaries[p.name].mean_strong_tokens - target), default=None)
-        if rnd is None:
-            break
-        achieved = summaries[rnd.name].mean_strong_tokens
-        by_id = {t.problem.id: t.correct for t in rnd.trajectories}
-        pairs = [(t.correct, by_id[t.problem.id]) for t in thr.trajectories]
-        graded = all(a is not None and b is not None for a, b in pairs)
-        diff = np.array([float(bool(a)) - float(bool(b)) for a, b in pairs])
-        out.append(
-            {
-                "thr": thr.name,
-                "random": rnd.name,
-                "target": target,
-                "achieved": achieved,
-                "relative_error": (achieved - target) / target,
-                "same_budget": same_budget(achieved, target),
-                "accuracy_difference": float(diff.mean()) if graded else None,
-                "accuracy_difference_ci": _ci(m.bootstrap_mean(diff, **boot)) if graded else [None, None],
-            }
-        )
+    for family in sorted({p.method for p in points if p.method.startswith(MATCHED)}):
+        randoms = [p for p in points if p.method == family]
+        for thr in (p for p in points if p.method == "thr" and summaries[p.name].mean_strong_tokens > 0):
+            target = summaries[thr.name].mean_strong_tokens
+            rnd = min(randoms, key=lambda p: abs(summaries[p.name].mean_strong_tokens - target))
+            achieved = summaries[rnd.name].mean_strong_tokens
+            by_id = {t.problem.id: t.correct for t in rnd.trajectories}
+            pairs = [(t.correct, by_id[t.problem.id]) for t in thr.trajectories]
+            graded = all(a is not None and b is not None for a, b in pairs)
+            diff = np.array([float(bool(a)) - float(bool(b)) for a, b in pairs])
+            out.append(
+                {
+                    "thr": thr.name,
+                    "random": rnd.name,
+                    "target": target,
+                    "achieved": achieved,
+                    "relative_error": (achieved - target) / target,
+                    "same_budget": same_budget(achieved, target),
+                    "accuracy_difference": float(diff.mean()) if graded else None,
+                    "accuracy_difference_ci": _ci(m.bootstrap_mean(diff, **boot)) if graded else [None, None],
+                }
+            )
     return out
 
 

@@ -47,7 +47,7 @@ from trimroute.eval.metrics import Price
 from trimroute.eval.results import PointData, compute_metrics, write_results
 from trimroute.eval.rundir import PointEntry, RunDir
 from trimroute.eval.training import TrainingRun
-from trimroute.policies import parse_policy
+from trimroute.policies import KEEP_FINAL, parse_policy
 from trimroute.runner import Grader, Solver, build_engine, route
 from trimroute.store import CallStore
 from trimroute.types import Problem, Role, Scores, Step, Trajectory, Usage
@@ -404,9 +404,11 @@ async def _matched_random(
     if c_strong <= 0:
         raise DataError("the strong-only run produced no strong tokens: cannot match a budget")
 
+    modifier = f":{KEEP_FINAL}" if method.keep_final else ""
+
     async def spent(p: float) -> float:
         sweep.progress.grow(len(sweep.problems))
-        return _mean_strong_tokens(await sweep.engine_point(f"random:{p:g}", method.family, register=False))
+        return _mean_strong_tokens(await sweep.engine_point(f"random:{p:g}{modifier}", method.family, register=False))
 
     matches: dict[str, str] = {}  # random point -> the (first) thr point whose budget it matches
     searches: dict[str, Any] = {}
@@ -417,15 +419,17 @@ async def _matched_random(
         found = await match_budget(
             spent, target, first=min(1.0, target / c_strong), max_pilots=sweep.options.budget_pilots
         )
-        name = sweep.run.add_point(f"random:{found.p:g}", method.family).name
+        name = sweep.run.add_point(f"random:{found.p:g}{modifier}", method.family).name
         matches.setdefault(name, point[0].policy)
-        searches[point[0].policy] = {
-            "random": name, "target": found.target, "achieved": found.budget, "matched": found.matched,
-            "pilots": [list(pb) for pb in found.pilots], "describe": found.describe(),
+        key = f"{point[0].policy} vs {method.family}" if method.keep_final else point[0].policy
+        searches[key] = {
+            "thr": point[0].policy, "random": name, "target": found.target, "achieved": found.budget,
+            "matched": found.matched, "pilots": [list(pb) for pb in found.pilots], "describe": found.describe(),
         }  # fmt: skip
     sweep.run.drop_points(method.family, list(matches))
-    sweep.run.note("matched_random", matches)
-    sweep.run.note("budget_matches", searches)
+    notes = sweep.run.config().get("notes", {})  # both random families add to the same notes
+    sweep.run.note("matched_random", {**notes.get("matched_random", {}), **matches})
+    sweep.run.note("budget_matches", {**notes.get("budget_matches", {}), **searches})
 
 
 def _mean_strong_tokens(trajectories: Sequence[Trajectory]) -> float:

@@ -6,6 +6,8 @@ from typing import Protocol, runtime_checkable
 
 from trimroute.types import Action, Observation
 
+KEEP_FINAL = "keep-final"  # the spec modifier of policies that never rewrite the step ending the solution
+
 
 @runtime_checkable
 class Policy(Protocol):

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 
 from trimroute.errors import ConfigError
+from trimroute.policies.base import KEEP_FINAL
 from trimroute.types import Action, Observation
 
 
@@ -38,9 +39,12 @@ class RandomPolicy:
     """Regenerate each step with probability ``p``.
 
     The coin is a hash of (seed, problem id, step index), so the policy stays pure and reproducible.
+    ``keep_final`` (``random:P:keep-final``) never rewrites the step that ends the solution, like
+    ``thr:K:keep-final``: the control that tells a scorer's ranking from merely sparing the answer step.
     """
 
     p: float
+    keep_final: bool = False
     seed: int = 0
     fixed_action: Action | None = None
     needs_scores: bool = False
@@ -51,9 +55,11 @@ class RandomPolicy:
 
     @property
     def name(self) -> str:
-        return f"random:{self.p:g}"
+        return f"random:{self.p:g}" + (f":{KEEP_FINAL}" if self.keep_final else "")
 
     def decide(self, obs: Observation) -> Action:
+        if self.keep_final and obs.is_final:
+            return Action.CONTINUE
         key = f"{self.seed}\x00{obs.problem_id}\x00{obs.step_index}".encode()
         u = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") / 2**64
         return Action.REGENERATE if u < self.p else Action.CONTINUE

@@ -5,14 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trimroute.errors import ConfigError
+from trimroute.policies.base import KEEP_FINAL
 from trimroute.types import Action, Observation
 
 
 @dataclass(frozen=True)
 class ThresholdPolicy:
-    """Escalate the proposal when its score < ``threshold``. k = 0 is weak-only, k > 1 strong-only-like."""
+    """Escalate the proposal when its score < ``threshold``. k = 0 is weak-only, k > 1 strong-only-like.
+
+    With ``keep_final`` (spec ``thr:K:keep-final``, not in the paper) the weak model's final step, the one
+    stating the answer, is never rewritten: rewriting it seldom mends an earlier wrong step, and a scorer
+    that scores answer steps low would otherwise spend most of the budget there (docs/cpu.md).
+    """
 
     threshold: float
+    keep_final: bool = False
     fixed_action: Action | None = None
     needs_scores: bool = True
 
@@ -22,7 +29,9 @@ class ThresholdPolicy:
 
     @property
     def name(self) -> str:
-        return f"thr:{self.threshold:g}"
+        return f"thr:{self.threshold:g}" + (f":{KEEP_FINAL}" if self.keep_final else "")
 
     def decide(self, obs: Observation) -> Action:
+        if self.keep_final and obs.is_final:
+            return Action.CONTINUE
         return Action.REGENERATE if obs.score < self.threshold else Action.CONTINUE

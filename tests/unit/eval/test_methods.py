@@ -28,6 +28,11 @@ def test_value_lists_and_progressions_still_expand() -> None:
     )
 
 
+def test_a_modifier_after_the_list_applies_to_every_point() -> None:
+    method = parse_methods(["thr:0.3,0.5:keep-final"])[2]
+    assert method == PolicyPoints("thr", ("thr:0.3:keep-final", "thr:0.5:keep-final"))
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

@@ -195,6 +195,22 @@ async def test_matched_random_searches_p_until_the_budget_matches(tmp_path: Path
     assert weak.requests == strong.requests == [] and scorer.calls == 0  # pilots are kept: a rerun calls nothing
 
 
+async def test_keep_final_random_is_matched_beside_the_plain_one(tmp_path: Path) -> None:
+    results, *_ = await sweep(tmp_path, ["thr:0.5:keep-final random:matched random:matched:keep-final"], problems=MANY)
+    run = RunDir(tmp_path / "run")
+    searches = run.config()["notes"]["budget_matches"]
+    thr = "thr:0.5:keep-final"
+    assert set(searches) == {thr, f"{thr} vs random:matched:keep-final"}
+    (kept,) = results["curves"]["random:matched:keep-final"]["points"]
+    assert kept.endswith(":keep-final") and searches[f"{thr} vs random:matched:keep-final"]["random"] == kept
+    assert {b["random"] for b in results["budget_matches"]} == {kept, searches[thr]["random"]}
+    final_steps = [
+        t.steps[-1].role for t in read_trajectories(run.path / "trajectories" / f"{kept.replace(':', '_')}.jsonl")
+    ]
+    assert final_steps and set(final_steps) == {"weak"}  # the answer step is never rewritten
+    assert set(run.config()["notes"]["matched_random"].values()) == {thr}
+
+
 async def test_a_budget_that_is_not_matched_is_not_called_the_same(tmp_path: Path) -> None:
     """On six problems random:p cannot land within ±2 % of every budget; the report says so where it fails."""
     results, *_ = await sweep(tmp_path, ["thr:0.5 random:matched"])
