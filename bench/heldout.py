@@ -310,9 +310,9 @@ def main() -> None:
 
     if args.route:
         scorer, scores = route_scorer(best, tune, out)
-        steps = "the tuning weak steps but each solution's last" if args.keep_final else "the tuning weak steps"
+        steps = "the tuning weak steps"
         if args.keep_final:
-            scores = scores[not_final(tune)]
+            scores, steps = scores[not_final(tune)], f"{steps} but each solution's last"
         thresholds = [float(np.quantile(scores, q)) for q in args.quantiles]
         console.print(f"{best}: thresholds {thresholds} (quantiles {args.quantiles} of the scores of {steps})")
         methods = demo_methods(thresholds, keep_final=args.keep_final)

@@ -16,6 +16,7 @@ from typing import Any
 
 from trimroute.config import BackendConfig, EngineConfig, RunConfig, ScorerConfig
 from trimroute.errors import ConfigError
+from trimroute.policies import final_modifier
 from trimroute.scorers.composite import LogisticModel
 
 __all__ = ["DEFAULTS", "demo_config", "demo_methods"]
@@ -118,10 +119,10 @@ def demo_methods(
     scores; ``keep_final``, which needs thresholds: never rewriting the answer step) and, with ``random``,
     random step routing at each one's budget (and its ``keep_final`` control; weak and strong are always in)."""
     if thresholds is not None:
-        thr = "thr:" + ",".join(f"{k:g}" for k in thresholds) + (":keep-final" if keep_final else "")
+        thr = "thr:" + ",".join(f"{k:g}" for k in thresholds) + final_modifier(keep_final)
     elif keep_final:
         raise ConfigError("keep-final TRIM-Thr needs absolute thresholds (quantile thresholds score every step)")
     else:
         thr = "thr:quantile=" + ",".join(f"{q:g}" for q in quantiles)
-    randoms = " random:matched" + (" random:matched:keep-final" if keep_final else "")
+    randoms = " random:matched" + (f" random:matched{final_modifier(True)}" if keep_final else "")
     return thr + (randoms if random else "")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trimroute.errors import ConfigError
-from trimroute.policies import KEEP_FINAL, parse_policy
+from trimroute.policies import KEEP_FINAL, final_modifier, parse_policy
 
 __all__ = [
     "AutoMix",
@@ -79,7 +79,7 @@ class MatchedRandom:
 
     @property
     def family(self) -> str:
-        return "random:matched" + (f":{KEEP_FINAL}" if self.keep_final else "")
+        return f"random:matched{final_modifier(self.keep_final)}"
 
 
 @dataclass(frozen=True)

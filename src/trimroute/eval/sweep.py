@@ -47,7 +47,7 @@ from trimroute.eval.metrics import Price
 from trimroute.eval.results import PointData, compute_metrics, write_results
 from trimroute.eval.rundir import PointEntry, RunDir
 from trimroute.eval.training import TrainingRun
-from trimroute.policies import KEEP_FINAL, parse_policy
+from trimroute.policies import final_modifier, parse_policy
 from trimroute.runner import Grader, Solver, build_engine, route
 from trimroute.store import CallStore
 from trimroute.types import Problem, Role, Scores, Step, Trajectory, Usage
@@ -404,7 +404,7 @@ async def _matched_random(
     if c_strong <= 0:
         raise DataError("the strong-only run produced no strong tokens: cannot match a budget")
 
-    modifier = f":{KEEP_FINAL}" if method.keep_final else ""
+    modifier = final_modifier(method.keep_final)
 
     async def spent(p: float) -> float:
         sweep.progress.grow(len(sweep.problems))

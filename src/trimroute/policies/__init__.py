@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from trimroute.errors import ConfigError
-from trimroute.policies.base import KEEP_FINAL, Policy
+from trimroute.policies.base import KEEP_FINAL, Policy, final_modifier
 from trimroute.policies.baselines import RandomPolicy, StrongOnly, WeakOnly
 from trimroute.policies.threshold import ThresholdPolicy
 from trimroute.registry import Registry
@@ -21,6 +21,7 @@ __all__ = [
     "StrongOnly",
     "ThresholdPolicy",
     "WeakOnly",
+    "final_modifier",
     "parse_policy",
 ]
 

@@ -9,6 +9,11 @@ from trimroute.types import Action, Observation
 KEEP_FINAL = "keep-final"  # the spec modifier of policies that never rewrite the step ending the solution
 
 
+def final_modifier(keep_final: bool) -> str:
+    """The spec suffix of a policy (or method) that never rewrites the step ending the solution."""
+    return f":{KEEP_FINAL}" if keep_final else ""
+
+
 @runtime_checkable
 class Policy(Protocol):
     """Decides whether to keep the weak proposal or have the strong model rewrite that step.

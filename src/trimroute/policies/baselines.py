@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 
 from trimroute.errors import ConfigError
-from trimroute.policies.base import KEEP_FINAL
+from trimroute.policies.base import final_modifier
 from trimroute.types import Action, Observation
 
 
@@ -55,7 +55,7 @@ class RandomPolicy:
 
     @property
     def name(self) -> str:
-        return f"random:{self.p:g}" + (f":{KEEP_FINAL}" if self.keep_final else "")
+        return f"random:{self.p:g}{final_modifier(self.keep_final)}"
 
     def decide(self, obs: Observation) -> Action:
         if self.keep_final and obs.is_final:

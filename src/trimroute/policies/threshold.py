@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trimroute.errors import ConfigError
-from trimroute.policies.base import KEEP_FINAL
+from trimroute.policies.base import final_modifier
 from trimroute.types import Action, Observation
 
 
@@ -29,7 +29,7 @@ class ThresholdPolicy:
 
     @property
     def name(self) -> str:
-        return f"thr:{self.threshold:g}" + (f":{KEEP_FINAL}" if self.keep_final else "")
+        return f"thr:{self.threshold:g}{final_modifier(self.keep_final)}"
 
     def decide(self, obs: Observation) -> Action:
         if self.keep_final and obs.is_final:
