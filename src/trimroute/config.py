@@ -5,7 +5,8 @@ Validation does no I/O and never exits; it raises ``ConfigError`` with the offen
 Configuration identity is declared here once: a field marked ``where`` says where or how fast something
 runs (a URL, a key variable, a timeout, a thread count, a model file's location, the concurrency), never
 what it computes. ``identity`` drops those fields; the call cache keys each backend's calls by it, and a run
-directory resumes only under the same ``run_identity``.
+directory resumes only under the same ``run_identity``. A fitted scorer ``artifact`` is identified by its
+content, not its path: refitting it in place must not reuse the old fit's cached scores.
 
 A file looks like (``base_urls`` lists replicas of one model, see docs/replicas.md)::
 
@@ -19,6 +20,7 @@ A file looks like (``base_urls`` lists replicas of one model, see docs/replicas.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import sys
 from collections.abc import Mapping
@@ -192,8 +194,19 @@ def identity(section: BackendConfig | ScorerConfig | EngineConfig) -> dict[str, 
         value = getattr(section, f.name)
         if f.name == "options":
             value = {k: v for k, v in value.items() if k not in WHERE_OPTIONS}
+            if "artifact" in value:
+                value["artifact"] = _content_digest(value["artifact"])
         out[f.name] = value
     return json.loads(json.dumps(out, default=dict))
+
+
+def _content_digest(path: str) -> str:
+    """``sha256:`` of the file at ``path``; the path itself where it cannot be read (building the
+    backend then fails with the error that names it)."""
+    try:
+        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except (OSError, TypeError):
+        return str(path)
 
 
 def run_identity(config: RunConfig) -> dict[str, Any]:

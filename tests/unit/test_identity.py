@@ -28,6 +28,21 @@ def test_where_fields_and_options_are_left_out() -> None:
     assert identity(scorer) == identity(dataclasses.replace(scorer, base_url="http://b:2", api_key_env=None))
 
 
+def test_a_fitted_artifact_is_identified_by_its_content_not_its_path(tmp_path: Path) -> None:
+    def composite(path: Path) -> ScorerConfig:
+        return ScorerConfig(kind="composite", model="m", options={"artifact": str(path), "n_ctx": 512})
+
+    first, moved = tmp_path / "fit.json", tmp_path / "elsewhere.json"
+    first.write_text('{"weights": [1.0]}')
+    moved.write_text('{"weights": [1.0]}')
+    before = identity(composite(first))
+    assert before == identity(composite(moved))  # moved or copied: its cached scores still apply
+    first.write_text('{"weights": [2.0]}')  # refitted in place: the old fit's scores must not
+    assert identity(composite(first)) != before
+    missing = tmp_path / "missing.json"
+    assert identity(composite(missing))["options"]["artifact"] == str(missing)  # building it names the error
+
+
 def test_engine_speed_settings_are_not_identity() -> None:
     fast = RunConfig(engine=EngineConfig(concurrency=64, backend_concurrency={"weak": 32}))
     assert run_identity(fast) == run_identity(RunConfig())

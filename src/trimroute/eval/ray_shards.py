@@ -25,9 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -72,8 +70,9 @@ def shard_config(config: RunConfig, shard: int, shards: int) -> RunConfig:
 
 
 class ShardStore(CallStore):
-    """A worker's call cache: its own SQLite file, falling back to the run's cache file (opened read-only)
-    on a miss; the rows it adds are kept in ``fresh`` until ``drain`` hands them to the driver."""
+    """A worker's call cache: its own SQLite database (``":memory:"`` in a worker), falling back to the run's
+    cache file (opened read-only) on a miss; the rows it adds are kept in ``fresh`` until ``drain`` hands
+    them to the driver."""
 
     def __init__(self, path: str | Path, record: str | Path | None) -> None:
         self.record = Path(record) if record is not None and Path(record).is_file() else None
@@ -132,8 +131,8 @@ class ShardWorker:
     """The Ray actor of one shard: an engine built from its share of ``config``, behind its own cache."""
 
     def __init__(self, config: RunConfig, shard: int, shards: int, record: str | None, cache: bool) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix=f"trim-shard{shard}-"))
-        self.store = ShardStore(self.folder / "calls.sqlite", record) if cache else None
+        # in memory: an actor that dies (or is restarted by Ray) leaves no file behind on its node
+        self.store = ShardStore(":memory:", record) if cache else None
         self.engine = build_engine(shard_config(config, shard, shards), cache=self.store)
         self.reported: dict[str, dict[str, int]] = {}
 
@@ -168,7 +167,6 @@ class ShardWorker:
         rest = ChunkResult([], await self.store.drain() if self.store is not None else [], self._stats_since_last())
         if self.store is not None:
             self.store.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
         return rest
 
 

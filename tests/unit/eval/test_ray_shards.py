@@ -43,7 +43,7 @@ def test_a_shard_gets_at_least_one_of_each_when_there_are_more_shards_than_slots
 async def test_the_worker_cache_reads_the_run_cache_and_hands_over_only_its_own_rows(tmp_path: Path) -> None:
     record = CallStore(tmp_path / "run.sqlite")
     await record.put_many([("old", '{"v": 1}')])
-    shard = ShardStore(tmp_path / "shard.sqlite", tmp_path / "run.sqlite")
+    shard = ShardStore(":memory:", tmp_path / "run.sqlite")  # as a worker opens it: no file of its own
     calls = []
 
     async def call(value: int) -> dict[str, int]:
@@ -63,6 +63,7 @@ async def test_the_worker_cache_reads_the_run_cache_and_hands_over_only_its_own_
         record.close()
     with sqlite3.connect(tmp_path / "run.sqlite") as conn:  # the worker never writes the run's file
         assert conn.execute("SELECT key FROM calls").fetchall() == [("old",)]
+    assert {p.name for p in tmp_path.iterdir()} <= {"run.sqlite", "run.sqlite-wal", "run.sqlite-shm"}
 
 
 async def test_the_worker_cache_works_without_a_reachable_run_cache(tmp_path: Path) -> None:
