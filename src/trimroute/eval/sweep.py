@@ -427,9 +427,14 @@ async def _matched_random(
             "matched": found.matched, "pilots": [list(pb) for pb in found.pilots], "describe": found.describe(),
         }  # fmt: skip
     sweep.run.drop_points(method.family, list(matches))
-    notes = sweep.run.config().get("notes", {})  # both random families add to the same notes
-    sweep.run.note("matched_random", {**notes.get("matched_random", {}), **matches})
-    sweep.run.note("budget_matches", {**notes.get("budget_matches", {}), **searches})
+    # both random families add to the same notes: this one's replace what a resumed run had, the entries
+    # naming another family's registered points stay
+    notes = sweep.run.config().get("notes", {})
+    other = {p.name for p in sweep.run.points if p.method != method.family}
+    others = {k: v for k, v in notes.get("matched_random", {}).items() if k in other}
+    other_searches = {k: v for k, v in notes.get("budget_matches", {}).items() if v.get("random") in other}
+    sweep.run.note("matched_random", {**others, **matches})
+    sweep.run.note("budget_matches", {**other_searches, **searches})
 
 
 def _mean_strong_tokens(trajectories: Sequence[Trajectory]) -> float:

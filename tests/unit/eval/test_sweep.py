@@ -53,12 +53,12 @@ def make_engine() -> tuple[Engine, ScriptedGenerator, ScriptedGenerator, Scripte
 
 async def sweep(
     tmp_path: Path, methods: list[str], store: CallStore | None = None, problems=PROBLEMS, *, name: str = "run",
-    training: TrainingRun | None = None, setup: dict | None = None,
+    training: TrainingRun | None = None, setup: dict | None = None, options: SweepOptions | None = None,
 ):  # fmt: skip
     engine, weak, strong, scorer = make_engine()
     results = await run_sweep(
         cached_engine(engine, store) if store is not None else engine, problems, parse_methods(methods),
-        RunDir(tmp_path / name), setup=setup or {"dataset": "scripted"}, store=store, options=None,
+        RunDir(tmp_path / name), setup=setup or {"dataset": "scripted"}, store=store, options=options,
         training=training,
     )  # fmt: skip
     return results, weak, strong, scorer
@@ -209,6 +209,19 @@ async def test_keep_final_random_is_matched_beside_the_plain_one(tmp_path: Path)
     ]
     assert final_steps and set(final_steps) == {"weak"}  # the answer step is never rewritten
     assert set(run.config()["notes"]["matched_random"].values()) == {thr}
+
+
+async def test_a_resumed_search_replaces_its_own_matches_and_keeps_the_other_family(tmp_path: Path) -> None:
+    spec = ["thr:0.5:keep-final random:matched random:matched:keep-final"]
+    await sweep(tmp_path, spec, problems=MANY, options=SweepOptions(budget_pilots=1))
+    before = set(RunDir(tmp_path / "run").config()["notes"]["matched_random"])
+    results, *_ = await sweep(tmp_path, spec, problems=MANY)  # more pilots: the searches move on
+    notes = RunDir(tmp_path / "run").config()["notes"]
+    matched = {p for family in ("random:matched", "random:matched:keep-final")
+               for p in results["curves"][family]["points"]}  # fmt: skip
+    assert matched != before  # at least one match moved
+    assert set(notes["matched_random"]) == {s["random"] for s in notes["budget_matches"].values()} == matched
+    assert len(notes["budget_matches"]) == 2
 
 
 async def test_a_budget_that_is_not_matched_is_not_called_the_same(tmp_path: Path) -> None:
