@@ -20,7 +20,6 @@ A file looks like (``base_urls`` lists replicas of one model, see docs/replicas.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import sys
 from collections.abc import Mapping
@@ -31,6 +30,7 @@ import yaml
 
 from trimroute import prompts
 from trimroute.errors import ConfigError
+from trimroute.models import sha256_file
 from trimroute.types import ROLES
 
 if sys.version_info >= (3, 11):
@@ -204,7 +204,7 @@ def _content_digest(path: str) -> str:
     """``sha256:`` of the file at ``path``; the path itself where it cannot be read (building the
     backend then fails with the error that names it)."""
     try:
-        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return "sha256:" + sha256_file(Path(path))
     except (OSError, TypeError):
         return str(path)
 
